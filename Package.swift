@@ -1,0 +1,89 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "Rota",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Rota", targets: ["Rota"]),
+        .library(name: "RotaCron", targets: ["RotaCron"]),
+        .executable(name: "rota", targets: ["rota"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // The C module: libsqlite3 from the system (Debian: libsqlite3-dev).
+        .systemLibrary(
+            name: "CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // A thin, safe Swift layer over SQLite: connections, cached statements, transactions, migrations.
+        .target(
+            name: "RotaSQLite",
+            dependencies: ["CSQLite"],
+            swiftSettings: strict
+        ),
+        // Cron expressions, next-fire computation in time zones, schedule files. Foundation only.
+        .target(
+            name: "RotaCron",
+            swiftSettings: strict
+        ),
+        // Turns migrations/*.sql into a Swift source at build time, so the binary carries its schema.
+        .executableTarget(
+            name: "RotaMigrationsGen",
+            swiftSettings: strict
+        ),
+        .plugin(
+            name: "RotaMigrationsPlugin",
+            capability: .buildTool(),
+            dependencies: ["RotaMigrationsGen"]
+        ),
+        // The model, the task store (all SQL), the scheduler actor and its executors.
+        .target(
+            name: "Rota",
+            dependencies: [
+                "RotaSQLite",
+                "RotaCron",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict,
+            plugins: ["RotaMigrationsPlugin"]
+        ),
+        // The admin CLI and `rota run`.
+        .executableTarget(
+            name: "rota",
+            dependencies: [
+                "Rota",
+                "RotaCron",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "RotaSQLiteTests", dependencies: ["RotaSQLite"], swiftSettings: strict),
+        .testTarget(name: "RotaCronTests", dependencies: ["RotaCron"], swiftSettings: strict),
+        .testTarget(
+            name: "RotaTests",
+            dependencies: [
+                "Rota",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // End-to-end: runs the built `rota` binary against real database files.
+        .testTarget(name: "RotaCLITests", dependencies: ["rota"], swiftSettings: strict),
+    ]
+)

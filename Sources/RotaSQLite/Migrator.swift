@@ -1,0 +1,139 @@
+import Foundation
+
+/// One step of the schema: a numbered SQL file from `migrations/`.
+public struct Migration: Sendable, Equatable {
+    /// The step's number (1, 2, …); steps are applied in this order.
+    public let version: Int
+    /// The step's name (the file name after the number).
+    public let name: String
+    /// The SQL the step runs.
+    public let sql: String
+
+    /// Creates a migration.
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+
+    /// A checksum of the SQL (FNV-1a, 64 bits, hex): a change to an applied step is detected by it.
+    public var checksum: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in sql.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// `0001_initial`, the file name without extension.
+    public var label: String {
+        let number = String(version)
+        return String(repeating: "0", count: max(0, 4 - number.count)) + number + "_" + name
+    }
+}
+
+/// Why a database's schema was refused.
+public struct MigrationError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The kinds of refusal.
+    public enum Code: Sendable, Equatable {
+        /// The file has tables but is not a Rota database.
+        case foreignDatabase
+        /// The database was migrated by a newer binary.
+        case newerSchema
+        /// A migration applied to the database differs from the one in this binary.
+        case changedMigration
+        /// The database lacks migrations and was opened read-only.
+        case needsMigration
+    }
+    /// What kind of refusal.
+    public let code: Code
+    /// A sentence a person can act on.
+    public let message: String
+
+    public var description: String { message }
+}
+
+/// Applies migrations in order, each in its own `BEGIN IMMEDIATE` transaction, and records each with
+/// its checksum in `rota_migrations`. A database that is newer than the binary or whose applied
+/// migrations changed is refused before anything is written.
+public enum Migrator {
+    /// The schema state of a database relative to a list of migrations.
+    public struct Status: Sendable, Equatable {
+        /// The highest version applied (0 for a new database).
+        public var appliedVersion: Int
+        /// The highest version the binary knows.
+        public var knownVersion: Int
+        /// The migrations still to apply.
+        public var pending: [Int]
+    }
+
+    /// Reads the database's applied migrations and compares them with `migrations`.
+    /// - Throws: ``MigrationError`` for a foreign, newer or changed database; ``SQLiteError``.
+    public static func status(of db: Connection, against migrations: [Migration]) throws -> Status {
+        let known = migrations.last?.version ?? 0
+        let hasTable = try db.scalarInt(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'rota_migrations'") ?? 0
+        if hasTable == 0 {
+            let tables = try db.scalarInt(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") ?? 0
+            if tables > 0 {
+                throw MigrationError(code: .foreignDatabase,
+                                     message: "\(db.path) is a SQLite database but not a Rota database (it has \(tables) tables and no rota_migrations); refusing to change it")
+            }
+            return Status(appliedVersion: 0, knownVersion: known, pending: migrations.map(\.version))
+        }
+        let applied = try db.query("SELECT version, name, checksum FROM rota_migrations ORDER BY version") {
+            (version: $0.int(0), name: $0.string(1), checksum: $0.string(2))
+        }
+        let byVersion = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
+        let highest = applied.last?.version ?? 0
+        if highest > known {
+            throw MigrationError(code: .newerSchema,
+                                 message: "\(db.path) has schema version \(highest), newer than this rota binary knows (\(known)); use a newer rota. Nothing was changed.")
+        }
+        for row in applied {
+            guard let migration = byVersion[row.version] else {
+                throw MigrationError(code: .changedMigration,
+                                     message: "\(db.path) records migration \(row.version) (\(row.name)), which this binary does not have. Nothing was changed.")
+            }
+            if migration.checksum != row.checksum {
+                throw MigrationError(code: .changedMigration,
+                                     message: "migration \(migration.label) was changed after it was applied to \(db.path) (checksum \(row.checksum) in the database, \(migration.checksum) in this binary). Nothing was changed.")
+            }
+        }
+        let appliedSet = Set(applied.map(\.version))
+        return Status(appliedVersion: highest, knownVersion: known,
+                      pending: migrations.map(\.version).filter { !appliedSet.contains($0) })
+    }
+
+    /// Applies every pending migration, each in one transaction.
+    /// - Returns: the versions applied by this call.
+    /// - Throws: ``MigrationError`` before anything is written; ``SQLiteError`` from a failing step (rolled back).
+    @discardableResult
+    public static func migrate(_ db: Connection, with migrations: [Migration], now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> [Int] {
+        var done: [Int] = []
+        for migration in migrations {
+            let applied: Bool = try db.transaction(.immediate) {
+                // Re-read inside the write lock: another process may have migrated meanwhile.
+                let status = try status(of: db, against: migrations)
+                guard status.pending.contains(migration.version) else { return false }
+                try db.execute("""
+                    CREATE TABLE IF NOT EXISTS rota_migrations (
+                        version INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        checksum TEXT NOT NULL,
+                        applied_at INTEGER NOT NULL
+                    )
+                    """)
+                try db.execute(migration.sql)
+                try db.run("INSERT INTO rota_migrations(version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                           [.integer(Int64(migration.version)), .text(migration.name), .text(migration.checksum), .integer(now)])
+                return true
+            }
+            if applied { done.append(migration.version) }
+        }
+        return done
+    }
+}
