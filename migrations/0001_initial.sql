@@ -59,8 +59,10 @@ CREATE TABLE tasks (
 
 -- Claiming: due tasks per queue, best priority first, oldest first. Partial, so finished rows cost nothing.
 CREATE INDEX tasks_due ON tasks (queue, priority DESC, run_at) WHERE state = 'scheduled';
--- Counts per state, throughput over time, purge, lease recovery (state = 'running').
-CREATE INDEX tasks_state ON tasks (state, finished_at);
+-- Counts per state, listing one state newest first (rowid order within a state), running tasks for leases.
+CREATE INDEX tasks_state ON tasks (state);
+-- Throughput over the last minute/hour, purge by age.
+CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE UNIQUE INDEX tasks_unique_key ON tasks (unique_key) WHERE unique_key IS NOT NULL;
 CREATE UNIQUE INDEX tasks_batch_item ON tasks (batch_id, batch_item) WHERE batch_id IS NOT NULL;
 CREATE UNIQUE INDEX tasks_fire ON tasks (schedule, fire_at) WHERE schedule IS NOT NULL;

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Rota
+
+/// The `rota` command: runs a scheduler and administers any Rota database.
+@main
+struct RotaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rota",
+        abstract: "A persistent task scheduler: run tasks, cron schedules and batches from one SQLite file.",
+        discussion: """
+            Every command takes --db PATH (env ROTA_DB, default ./rota.db).
+            Exit codes: 0 success, 1 runtime failure, 2 bad usage or input.
+            """,
+        version: RotaVersion.string,
+        subcommands: [
+            MigrateCommand.self,
+        ]
+    )
+
+    /// Parses, runs, and maps every error to the exit-code contract (0 ok, 1 runtime failure, 2 bad usage).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Foundation.exit(Self.report(error))
+        }
+    }
+
+    /// Prints `error` to stderr (or help to stdout) and returns the process exit code.
+    static func report(_ error: any Error) -> Int32 {
+        if let error = error as? RotaError {
+            printError(error.description)
+            return error.code == .invalidInput ? ExitCodes.usage : ExitCodes.failure
+        }
+        if let error = error as? CLIError {
+            printError(error.message)
+            return error.exitCode
+        }
+        if let code = error as? ExitCode { return code.rawValue }
+        let code = exitCode(for: error)
+        if code == .success {
+            print(fullMessage(for: error))
+            return 0
+        }
+        let message = fullMessage(for: error)
+        if !message.isEmpty { printError(message) }
+        return code == .validationFailure ? ExitCodes.usage : ExitCodes.failure
+    }
+}
+
+/// The project's exit codes.
+enum ExitCodes {
+    static let failure: Int32 = 1
+    static let usage: Int32 = 2
+}
+
+/// An error a command raises with its own message and exit code.
+struct CLIError: Error {
+    var message: String
+    var exitCode: Int32
+
+    /// Bad usage or input: exit 2.
+    static func usage(_ message: String) -> CLIError { CLIError(message: message, exitCode: ExitCodes.usage) }
+    /// A runtime failure: exit 1.
+    static func failure(_ message: String) -> CLIError { CLIError(message: message, exitCode: ExitCodes.failure) }
+}
+
+/// Writes one line to standard error.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data(("rota: " + message + "\n").utf8))
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The database file (env ROTA_DB).", valueName: "path"))
+    var db: String = ProcessInfo.processInfo.environment["ROTA_DB"] ?? "./rota.db"
+
+    /// Opens the store. Queries use `.readOnly` or `.existing` so a missing database is reported, not created.
+    func openStore(_ access: SQLiteTaskStore.Access, durability: Durability = .full, quickCheck: Bool? = nil) throws -> SQLiteTaskStore {
+        try SQLiteTaskStore(path: db, configuration: .init(
+            access: access, durability: durability, quickCheck: quickCheck ?? (access != .readOnly)))
+    }
+}
+
+/// `rota migrate`: creates the database or applies pending migrations.
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Create the database, or apply the migrations it lacks.",
+        discussion: "Example: rota migrate --db /var/lib/rota/rota.db"
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let store = try global.openStore(.create)
+        let version = try store.schemaVersion()
+        print("\(global.db): schema version \(version.applied) (this binary knows \(version.known))")
+    }
+}

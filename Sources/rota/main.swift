@@ -1,2 +1,0 @@
-import Rota
-print("rota")
