@@ -15,13 +15,18 @@ CREATE TABLE batches (
 );
 
 CREATE TABLE schedules (
-    name          TEXT    PRIMARY KEY,
+    name          TEXT    PRIMARY KEY CHECK (length(name) > 0),
     expression    TEXT    NOT NULL,
     timezone      TEXT    NOT NULL DEFAULT 'UTC',
-    task_name     TEXT    NOT NULL,
+    task_name     TEXT    NOT NULL,                  -- 'exec' for commands
     payload       TEXT    NOT NULL DEFAULT '{}',
     queue         TEXT    NOT NULL DEFAULT 'default',
-    options       TEXT    NOT NULL DEFAULT '{}',     -- JSON: retries, timeout, missed, overlap, priority
+    priority      INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL DEFAULT 3,
+    timeout_ms    INTEGER,
+    missed        TEXT    NOT NULL DEFAULT 'skip' CHECK (missed IN ('skip', 'once', 'all')),
+    missed_cap    INTEGER NOT NULL DEFAULT 100,      -- most catch-up runs for missed = 'all'
+    overlap       TEXT    NOT NULL DEFAULT 'allow' CHECK (overlap IN ('allow', 'skip')),
     source        TEXT,                              -- file:line it was loaded from
     active        INTEGER NOT NULL DEFAULT 1,        -- 0 once removed from the files (history stays)
     next_fire_at  INTEGER,
