@@ -16,6 +16,7 @@ struct RotaCommand: AsyncParsableCommand {
         subcommands: [
             MigrateCommand.self,
             BenchCommand.self,
+            BatchCommand.self,
         ]
     )
 
