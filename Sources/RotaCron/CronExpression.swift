@@ -153,27 +153,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     /// `date`, found by bisection over ``next(after:in:)``, so the two always agree.
     public func previous(before date: Date, in timeZone: TimeZone) -> Date? {
         var cursor = ZoneCursor(timeZone)
-        var end = CronExpression.seconds(date)
-        if Double(end) == date.timeIntervalSince1970 { end -= 1 } // strictly before
-        // Is there a fire in [m, end]?
-        func fires(from m: Int, cursor: inout ZoneCursor) -> Int? {
-            guard let n = next(after: m - 1, cursor: &cursor), n <= end else { return nil }
-            return n
-        }
-        var low = end - 51 * 366 * 86_400
-        guard var found = fires(from: low, cursor: &cursor) else { return nil }
-        low = found
-        var high = end // invariant: a fire in [low, end] (namely `found` ≥ low); none in (end, ...]
-        while low < high {
-            let mid = low + (high - low + 1) / 2
-            if let n = fires(from: mid, cursor: &cursor) {
-                low = n
-                found = n
-            } else {
-                high = mid - 1
-            }
-        }
-        return Date(timeIntervalSince1970: TimeInterval(found))
+        let t = date.timeIntervalSince1970.rounded(.up)
+        let before = Int(max(min(t, 1e15), -1e15)) // fires < before are strictly before `date`
+        return previous(before: before, notBefore: before - 51 * 366 * 86_400, cursor: &cursor)
+            .map { Date(timeIntervalSince1970: TimeInterval($0)) }
     }
 
     // MARK: - Internals
