@@ -76,10 +76,9 @@ public enum ScheduleFiles {
         var seen: [String: ScheduleDefinition] = [:]
         for (file, contents) in files {
             var parser = LineParser(file: file)
-            let lines = contents.split(separator: "\n", omittingEmptySubsequences: false)
-            for (index, raw) in lines.enumerated() {
-                var text = Substring(raw)
-                if text.last == "\r" { text = text.dropLast() }
+            // Any line break: \n, \r\n (one Character in Swift) or \r.
+            let lines = contents.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            for (index, text) in lines.enumerated() {
                 let result = parser.parseLine(Array(text), number: index + 1)
                 errors += result.errors
                 guard var schedule = result.schedule else { continue }
@@ -297,12 +296,17 @@ private struct LineParser {
         // A schedule: WHEN NAME [options] ACTION.
         var index = 0
         var whenCount: Int
+        let shape = "a schedule line is WHEN NAME [options] ACTION: 5 or 6 cron fields or an @macro, a name, "
+            + "then `exec PROGRAM [ARGS…]` or `task TASKNAME [JSON]`"
         if first.text.hasPrefix("@") {
             whenCount = 1
+            guard tokens.count >= 3 else {
+                fail(first.start, "expected a name and an action after \"\(first.text)\"; \(shape)")
+                return result
+            }
         } else {
-            guard tokens.count >= 5 else {
-                fail(first.start, "expected a schedule line (5 or 6 cron fields or an @macro, a name, options and "
-                    + "an action) or a setting KEY=value; found \(tokens.count) word\(tokens.count == 1 ? "" : "s")")
+            guard tokens.count >= 7 else {
+                fail(first.start, "\(shape), or a setting KEY=value; found \(tokens.count) word\(tokens.count == 1 ? "" : "s")")
                 return result
             }
             whenCount = 5
@@ -343,6 +347,10 @@ private struct LineParser {
         let nameToken = tokens[index]
         result.nameColumn = nameToken.start + 1
         var nameValid = true
+        if whenCount == 6, nameToken.text.allSatisfy({ "0123456789*,/-#".contains($0) }) {
+            fail(nameToken.start, "found more than 6 cron fields; \(shape)")
+            return result
+        }
         if nameToken.text == "exec" || nameToken.text == "task" || !LineParser.isName(nameToken.text) {
             nameValid = false
             fail(nameToken.start, "\"\(nameToken.text)\" is not a valid schedule name; expected a name of letters, "
