@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import RotaCron
 
-/// Compares against cronsim 2.8 on random expressions (see Fixtures/generate_cronsim_fixtures.py).
+/// Compares against cronsim 2.8 on random expressions (see .cronsim/generate_cronsim_fixtures.py).
 @Suite struct CronsimDifferentialTests {
     struct Case {
         let expression: String
@@ -30,7 +30,15 @@ import Testing
     /// wall-clock times right after a transition (e.g. 19:00-19:29 on Lord Howe's DST day for `* 19 * * *`).
     /// Rota fires on every instant whose local time matches. Such a case is accepted when Rota's first
     /// differing fire is earlier than cronsim's and really matches the expression on the local clock.
+    ///
+    /// Second known divergence: for a fixed-time job and a start inside the second copy of a repeated hour,
+    /// cronsim returns the first copy, an instant *before* the start. Rota's results are strictly after the
+    /// start: they must equal cronsim's with those earlier instants removed.
     static func isKnownDivergence(_ c: Case, _ got: [Int], _ expr: CronExpression, _ zone: TimeZone) -> Bool {
+        if c.fires.contains(where: { $0 <= c.start }) {
+            let later = c.fires.filter { $0 > c.start }
+            return Array(got.prefix(later.count)) == later
+        }
         guard c.zone == "Australia/Lord_Howe" || c.zone == "Pacific/Chatham" else { return false }
         guard let i = (0..<min(got.count, c.fires.count)).first(where: { got[$0] != c.fires[$0] }) else { return false }
         return got[i] < c.fires[i] && matchesLocally(expr, Date(timeIntervalSince1970: TimeInterval(got[i])), zone)
@@ -54,6 +62,7 @@ import Testing
             }
         }
         #expect(mismatches.isEmpty, "\(mismatches.count) mismatches:\n\(mismatches.joined(separator: "\n"))")
+        print("cronsim differential: \(Self.cases.count) cases, \(divergences) known divergences")
         #expect(divergences <= Self.cases.count / 100, "\(divergences) known divergences")
     }
 
