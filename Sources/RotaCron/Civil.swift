@@ -96,7 +96,7 @@ struct ZoneCursor {
         let o = zone.secondsFromGMT(for: date)
         let e: Int
         if let next = zone.nextDaylightSavingTimeTransition(after: date) {
-            e = Int(next.timeIntervalSince1970.rounded(.down))
+            e = max(t + 1, Int(next.timeIntervalSince1970.rounded(.down))) // always move forward
         } else {
             e = Int.max
         }
@@ -120,12 +120,13 @@ struct ZoneCursor {
         }
         var t = naive - 2 * 86_400
         var first = true
-        while true {
+        for _ in 0..<16 { // a handful of spans at most, even in zones with several changes a day
             let s = span(containing: t)
             if naive < t + s.offset && !first { return t } // in the gap just before this span
             if s.end == Int.max || naive < s.end + s.offset { return naive - s.offset }
             t = s.end
             first = false
         }
+        return naive - offset(at: naive - offset(at: naive))
     }
 }

@@ -27,6 +27,14 @@ import Foundation
 ///
 /// Computation jumps field by field on local wall-clock fields (no per-minute stepping, no `Calendar`), and
 /// gives up (returns `nil`) when nothing matches within 50 years.
+///
+/// Deliberate differences from cronsim 2.8 (checked by a differential test on thousands of cases):
+/// - results are always strictly after the start instant (started inside the second copy of a repeated hour,
+///   cronsim returns the first copy of a fixed-time job, which is earlier);
+/// - in zones whose transitions are not on the hour (Australia/Lord_Howe, Pacific/Chatham), a real-time
+///   expression fires at every matching local time after a transition, where cronsim's hour-by-hour stepping
+///   skips some (e.g. `* 3 * * *` at 03:45–03:59 on Chatham's spring-forward day);
+/// - `a-a/n` is just `a` (cronsim reads it as `a/n`), and `L/n`, `LW/n` are rejected (cronsim ignores the step).
 public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     /// The expression exactly as given to ``init(_:)``.
     public let text: String
@@ -77,12 +85,19 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         }
         sixFields = parts.count == 6
         if !sixFields { parts.insert("0", at: 0) }
-        let second = try FieldParser(.second).parse(parts[0])
-        let minute = try FieldParser(.minute).parse(parts[1])
-        let hour = try FieldParser(.hour).parse(parts[2])
-        let dom = try FieldParser(.dayOfMonth).parse(parts[3])
-        let month = try FieldParser(.month).parse(parts[4])
-        let dow = try FieldParser(.dayOfWeek).parse(parts[5])
+        let second, minute, hour, dom, month, dow: FieldParser.Result
+        do {
+            second = try FieldParser(.second).parse(parts[0])
+            minute = try FieldParser(.minute).parse(parts[1])
+            hour = try FieldParser(.hour).parse(parts[2])
+            dom = try FieldParser(.dayOfMonth).parse(parts[3])
+            month = try FieldParser(.month).parse(parts[4])
+            dow = try FieldParser(.dayOfWeek).parse(parts[5])
+        } catch let error as CronError {
+            // Fields are parsed in upper case; quote the part as the user wrote it.
+            let written = trimmed.range(of: error.part, options: .caseInsensitive).map { String(trimmed[$0]) } ?? error.part
+            throw CronError(field: error.field, part: written, problem: error.problem, expected: error.expected)
+        }
         seconds = second.values
         minutes = minute.values
         hours = hour.values

@@ -98,6 +98,13 @@ import Testing
         #expect(error.description.contains("expected"))
     }
 
+    @Test func partIsQuotedAsWritten() throws {
+        let error = try #require(cronError("0 0 * * monday"))
+        #expect(error.part == "monday")
+        #expect(error.description == "day-of-week field: \"monday\" is not a valid value "
+            + "(expected a number 0-7 (0 and 7 are Sunday) or SUN-SAT, nL or D#n)")
+    }
+
     @Test func messageShape() throws {
         let error = try #require(cronError("0 0 32 * *"))
         #expect(error.description == "day-of-month field: \"32\" is out of range (expected 1-31)")

@@ -36,6 +36,14 @@ import Testing
         // a/n means a-max/n
         #expect(try fires("50/5 0 * * *", after: "2024-01-01T00:00:00Z", count: 3)
             == ["2024-01-01T00:50:00Z", "2024-01-01T00:55:00Z", "2024-01-02T00:50:00Z"])
+        // a-a/n is just a
+        #expect(try fires("5-5/2 0 * * *", after: "2024-01-01T00:00:00Z", count: 2)
+            == ["2024-01-01T00:05:00Z", "2024-01-02T00:05:00Z"])
+        // steps inside lists, and names in stepped ranges
+        #expect(try fires("0 0 1 JAN-DEC/4 *", after: "2024-01-01T00:00:00Z", count: 3)
+            == ["2024-05-01T00:00:00Z", "2024-09-01T00:00:00Z", "2025-01-01T00:00:00Z"])
+        #expect(try fires("0 0 * * MON-FRI/2,SUN", after: "2024-01-01T00:00:00Z", count: 4)
+            == ["2024-01-03T00:00:00Z", "2024-01-05T00:00:00Z", "2024-01-07T00:00:00Z", "2024-01-08T00:00:00Z"])
         // step over days and months
         #expect(try fires("0 0 */10 */6 *", after: "2024-01-01T00:00:00Z", count: 5)
             == ["2024-01-11T00:00:00Z", "2024-01-21T00:00:00Z", "2024-01-31T00:00:00Z",
