@@ -270,11 +270,16 @@ private struct LineParser {
         let tokens = LineParser.tokens(chars)
         guard let first = tokens.first, !first.text.hasPrefix("#") else { return result }
 
-        // A setting: KEY=value (the key is an identifier, the value the rest of the line).
-        if let eq = first.text.firstIndex(of: "="), first.text[..<eq].allSatisfy({ $0.isLetter || $0 == "_" }),
-           !first.text[..<eq].isEmpty {
-            let key = String(first.text[..<eq])
-            let valueStart = first.start + key.count + 1
+        // A setting: KEY=value or KEY = value (the key is an identifier, the value the rest of the line).
+        var keyEnd = first.start
+        while keyEnd < chars.count, chars[keyEnd].isASCII, chars[keyEnd].isLetter || chars[keyEnd] == "_" || (keyEnd > first.start && chars[keyEnd].isNumber) {
+            keyEnd += 1
+        }
+        var eqIndex = keyEnd
+        while eqIndex < chars.count, chars[eqIndex] == " " || chars[eqIndex] == "\t" { eqIndex += 1 }
+        if keyEnd > first.start, eqIndex < chars.count, chars[eqIndex] == "=" {
+            let key = String(chars[first.start..<keyEnd])
+            let valueStart = eqIndex + 1
             var value = String(chars[valueStart...]).trimmingCharacters(in: .whitespaces)
             if value.count >= 2, (value.hasPrefix("\"") && value.hasSuffix("\"")) || (value.hasPrefix("'") && value.hasSuffix("'")) {
                 value = String(value.dropFirst().dropLast())

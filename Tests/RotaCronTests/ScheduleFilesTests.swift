@@ -66,6 +66,15 @@ import Testing
         #expect(weekly.timeZone == "Europe/Berlin")
     }
 
+    @Test func settingsWithSpacesAndQuotes() throws {
+        let (schedules, errors) = ScheduleFiles.parse("TZ = America/New_York\nQUEUE= \"fast\"\nCRON_TZ='Asia/Tokyo'\n@daily a exec true\n", file: "f")
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(schedules.first?.timeZone == "Asia/Tokyo")
+        #expect(schedules.first?.queue == "fast")
+        let lower = ScheduleFiles.parse("tz=UTC\n", file: "f").errors
+        #expect(lower.first?.message.contains("capitals") == true)
+    }
+
     @Test func crlfAndTabs() throws {
         let (schedules, errors) = ScheduleFiles.parse("TZ=UTC\r\n0\t1\t*\t*\t*\tjob\texec\techo\thi\r\n", file: "f")
         #expect(errors.isEmpty, "\(errors)")
