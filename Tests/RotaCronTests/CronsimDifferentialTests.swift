@@ -66,6 +66,17 @@ import Testing
         #expect(divergences <= Self.cases.count / 100, "\(divergences) known divergences")
     }
 
+    @Test func previousIsTheInverseOfNext() throws {
+        for c in Self.cases.prefix(400) {
+            let expr = try CronExpression(c.expression)
+            let zone = try #require(TimeZone(identifier: c.zone))
+            let fires = expr.fires(after: Date(timeIntervalSince1970: TimeInterval(c.start)), in: zone, count: 4)
+            for (earlier, later) in zip(fires, fires.dropFirst()) {
+                #expect(expr.previous(before: later, in: zone) == earlier, "\(c.expression) \(c.zone) \(later)")
+            }
+        }
+    }
+
     @Test func everyFireMatchesTheLocalClock() throws {
         // Independent of cronsim: each fire of a real-time expression shows a matching local time.
         for c in Self.cases.prefix(300) {
