@@ -110,6 +110,16 @@ import Testing
             == ["2024-10-05T16:00:00Z", "2024-10-06T15:30:00Z"])
     }
 
+    @Test func santiagoMidnightGap() throws {
+        // America/Santiago 2024: midnight does not exist on Sep 8 (00:00 -04 → 01:00 -03, at 04:00Z).
+        #expect(try fires("@daily", "America/Santiago", after: "2024-09-06T12:00:00Z", count: 3)
+            == ["2024-09-07T04:00:00Z", "2024-09-08T04:00:00Z", "2024-09-09T03:00:00Z"])
+        #expect(try fires("30 0 * * *", "America/Santiago", after: "2024-09-06T12:00:00Z", count: 3)
+            == ["2024-09-07T04:30:00Z", "2024-09-08T04:00:00Z", "2024-09-09T03:30:00Z"])
+        #expect(try fires("0 * * * *", "America/Santiago", after: "2024-09-08T02:30:00Z", count: 3)
+            == ["2024-09-08T03:00:00Z", "2024-09-08T04:00:00Z", "2024-09-08T05:00:00Z"])
+    }
+
     @Test func fixedOffsetZone() throws {
         let expr = try CronExpression("0 9 * * *")
         let zone = TimeZone(secondsFromGMT: -3 * 3600)!
