@@ -335,16 +335,27 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {
-        try read { db in
+        if names?.isEmpty == true { return nil } // like claim: no handler, nothing to claim
+        let sql = Self.nextRunAtSQL(nameCount: names?.count)
+        let nameValues: [SQLiteValue] = (names ?? []).map { .text($0) }
+        return try read { db in
             var earliest: Int64?
             for queue in queues {
-                if let value = try db.scalarInt(
-                    "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?", [.text(queue)]) {
+                if let value = try db.scalarInt(sql, [.text(queue)] + nameValues) {
                     earliest = min(earliest ?? value, value)
                 }
             }
             return earliest.map { Date(unixMillis: $0) }
         }
+    }
+
+    /// The earliest `run_at` of a queue's scheduled tasks: ?1 queue, ?2… names (`nameCount` of them; nil: any).
+    static func nextRunAtSQL(nameCount: Int?) -> String {
+        var sql = "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?1"
+        if let nameCount {
+            sql += " AND name IN (\((0..<nameCount).map { "?\($0 + 2)" }.joined(separator: ", ")))"
+        }
+        return sql
     }
 
     // MARK: Workers and leases
