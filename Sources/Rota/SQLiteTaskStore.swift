@@ -288,8 +288,11 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 case .retry(let kind, let message, let runAt):
                     outcome = kind
                     error = message
+                    // A cancel requested while the attempt ran wins over the retry (the next claim would clear it).
                     try db.run("""
-                        UPDATE tasks SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, run_at = ?4,
+                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
+                                         lease_owner = NULL, lease_until = NULL, run_at = ?4,
                                          last_error = ?5, updated_at = ?6
                         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
                         """, guardValues + [.integer(runAt.unixMillis), .text(message), .integer(finished)])
@@ -313,8 +316,9 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                     outcome = .cancelled
                     error = reason
                     try db.run("""
-                        UPDATE tasks SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, run_at = ?4,
-                                         updated_at = ?4
+                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
+                                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4
                         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
                         """, guardValues + [.integer(finished)])
                 }
