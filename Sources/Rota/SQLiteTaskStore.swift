@@ -231,23 +231,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return try write { db in
             var claimed: [ClaimedTask] = []
             for request in requests {
-                var sql = """
-                    UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2,
-                                     started_at = ?3, updated_at = ?3, cancel_requested = 0
-                    WHERE id IN (SELECT id FROM tasks WHERE state = 'scheduled' AND queue = ?4 AND run_at <= ?3
-                    """
                 var values: [SQLiteValue] = [.text(worker), .integer(leaseUntil.unixMillis), .integer(nowMs),
                                              .text(request.queue), .integer(Int64(request.limit))]
-                if let names = request.names {
-                    let marks = (0..<names.count).map { "?\($0 + 6)" }.joined(separator: ", ")
-                    sql += " AND name IN (\(marks))"
-                    values += names.map { .text($0) }
-                }
-                sql += """
-                     ORDER BY priority DESC, run_at LIMIT ?5)
-                    RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at
-                    """
-                let rows = try db.query(sql, values) { row in
+                values += (request.names ?? []).map { .text($0) }
+                let rows = try db.query(Self.claimSQL(nameCount: request.names?.count), values) { row in
                     ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
                                 attempt: row.int(4), maxAttempts: row.int(5),
                                 timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
@@ -257,6 +244,31 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             }
             return claimed
         }
+    }
+
+    /// The claim statement for one queue: ?1 worker, ?2 lease_until, ?3 now, ?4 queue, ?5 limit, ?6… names
+    /// (`nameCount` of them; nil claims any name). Internal so tests can pin its query plan.
+    ///
+    /// `INDEXED BY tasks_due` and the unary `+` on run_at pin the plan to walking the due index in
+    /// (priority DESC, run_at) order and stopping at the limit. Without them, once `ANALYZE` (or
+    /// `PRAGMA optimize`) has written statistics, SQLite picks `tasks_state` or a skip-scan on run_at and
+    /// sorts the whole due backlog in a temp b-tree on every claim.
+    static func claimSQL(nameCount: Int?) -> String {
+        var sql = """
+            UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2,
+                             started_at = ?3, updated_at = ?3, cancel_requested = 0
+            WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_due
+                         WHERE state = 'scheduled' AND queue = ?4 AND +run_at <= ?3
+            """
+        if let nameCount {
+            let marks = (0..<nameCount).map { "?\($0 + 6)" }.joined(separator: ", ")
+            sql += " AND name IN (\(marks))"
+        }
+        sql += """
+             ORDER BY priority DESC, run_at LIMIT ?5)
+            RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at
+            """
+        return sql
     }
 
     @discardableResult
