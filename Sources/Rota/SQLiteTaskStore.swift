@@ -183,13 +183,19 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
                 ON CONFLICT DO NOTHING
                 """)
-            for spec in specs {
-                try insert.run([
-                    .text(spec.name), .text(spec.queue), .text(spec.payload), .integer(Int64(spec.priority)),
-                    .integer(spec.runAt?.unixMillis ?? now), .integer(Int64(spec.maxAttempts)),
-                    .int(spec.timeout?.milliseconds), .string(spec.uniqueKey), .int(spec.batchID),
-                    .string(spec.batchItem), .string(spec.schedule), .int(spec.fireAt?.unixMillis), .integer(now),
-                ])
+            for (index, spec) in specs.enumerated() {
+                do {
+                    try insert.run([
+                        .text(spec.name), .text(spec.queue), .text(spec.payload), .integer(Int64(spec.priority)),
+                        .integer(spec.runAt?.unixMillis ?? now), .integer(Int64(spec.maxAttempts)),
+                        .int(spec.timeout?.milliseconds), .string(spec.uniqueKey), .int(spec.batchID),
+                        .string(spec.batchItem), .string(spec.schedule), .int(spec.fireAt?.unixMillis), .integer(now),
+                    ])
+                } catch let error as SQLiteError where error.extendedCode == 787 /* SQLITE_CONSTRAINT_FOREIGNKEY */ {
+                    // batch_id is the only foreign key of tasks.
+                    throw RotaError(.invalidInput, field: specs.count > 1 ? "tasks[\(index)].batch_id" : "batch_id",
+                                    "no batch has id \(spec.batchID.map(String.init) ?? "nil")", underlying: error)
+                }
                 if db.changes == 1 {
                     results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
                 } else if let existing = try existingTask(db, for: spec) {
