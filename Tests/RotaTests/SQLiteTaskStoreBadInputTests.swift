@@ -98,6 +98,20 @@ struct SQLiteTaskStoreBadInputTests {
         }
     }
 
+    @Test func deeplyNestedPayloadIsAnsweredWithoutCrashing() async throws {
+        let f = try StoreFixture()
+        let depth = 100_000
+        let payload = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+        do {
+            let id = try await f.store.enqueue(TaskSpec(name: "deep", payload: payload)).id
+            #expect(try await f.store.record(id).payload == payload)
+        } catch let error as RotaError {
+            #expect(error.code == .invalidInput)
+            #expect(error.field == "payload")
+            #expect(try f.dump().count("tasks") == 0)
+        }
+    }
+
     @Test func firstBadSpecOfSeveralIsTheOneNamed() async throws {
         let f = try StoreFixture()
         let specs = [TaskSpec(name: "ok"), TaskSpec(name: "x", payload: "{"), TaskSpec(name: "", priority: -1)]

@@ -77,8 +77,14 @@ struct SQLiteTaskStoreEnqueueTests {
         let before = try f.dump()
         // Batch 999 does not exist: the foreign key refuses the third row after two were inserted.
         let specs = [TaskSpec(name: "a"), TaskSpec(name: "b"), TaskSpec(name: "c", batchID: 999, batchItem: "1")]
-        let error = await rotaError { _ = try await f.store.enqueue(specs) }
-        #expect(error != nil)
+        let error = try #require(await rotaError { _ = try await f.store.enqueue(specs) })
+        #expect(error.code == .invalidInput)
+        #expect(error.field == "tasks[2].batch_id")
+        #expect(error.message.contains("999"))
+        #expect(try f.dump() == before)
+        let single = try #require(await rotaError { _ = try await f.store.enqueue(TaskSpec(name: "c", batchID: 999)) })
+        #expect(single.code == .invalidInput)
+        #expect(single.field == "batch_id")
         #expect(try f.dump() == before)
         // The store is still usable after the rollback.
         #expect(try await f.store.enqueue(TaskSpec(name: "d")).inserted)
