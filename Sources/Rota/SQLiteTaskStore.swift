@@ -336,7 +336,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                     try db.run("""
                         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
                                          finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
-                                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4
+                                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4,
+                                         max_attempts = max_attempts + 1  -- a shutdown does not use up an attempt
                         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
                         """, guardValues + [.integer(finished)])
                 }

@@ -230,6 +230,8 @@ struct SQLiteTaskStoreRunTests {
         let again = try #require(try await f.store.claimAll(worker: "w2", now: finished).first)
         #expect(again.id == id)
         #expect(again.attempt == 2)
+        #expect(again.maxAttempts == task.maxAttempts)
+        #expect(task.maxAttempts == TaskSpec(name: "job").maxAttempts + 1)  // the handed-back attempt is not used up
     }
 
     @Test func manyCompletionsInOneCallAreEachApplied() async throws {
