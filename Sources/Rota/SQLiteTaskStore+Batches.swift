@@ -37,7 +37,7 @@ extension SQLiteTaskStore {
     ///   - onComplete: a task spec, JSON `{"name", "payload"?, "queue"?}`, enqueued once when every item finished.
     /// - Throws: ``RotaError`` `.invalidInput` for an empty name or a bad `onComplete`.
     public func openBatch(name: String, queue: String = "default", onComplete: String? = nil) throws -> BatchRecord {
-        if name.trimmingCharacters(in: .whitespaces).isEmpty { throw RotaError(.invalidInput, field: "name", "a batch needs a name") }
+        if name.isBlank { throw RotaError(.invalidInput, field: "name", "a batch needs a name") }
         if let onComplete { try Self.validateOnComplete(onComplete) }
         return try write { db in
             try db.run("""

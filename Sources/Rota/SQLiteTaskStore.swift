@@ -121,10 +121,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     /// Checks a spec; throws ``RotaError`` `.invalidInput` naming the field.
     func validate(_ spec: TaskSpec) throws {
-        if spec.name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if spec.name.isBlank {
             throw RotaError(.invalidInput, field: "name", "must not be empty")
         }
-        if spec.queue.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if spec.queue.isBlank {
             throw RotaError(.invalidInput, field: "queue", "must not be empty")
         }
         if spec.priority < 0 {
@@ -148,11 +148,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     /// Throws ``RotaError`` `.invalidInput` unless `text` is one JSON value.
     static func validateJSON(_ text: String, field: String) throws {
-        do {
-            _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-        } catch {
-            let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
-            throw RotaError(.invalidInput, field: field, "is not valid JSON (\(reason)): \(text.prefix(80))")
+        if let problem = JSONText.validate(text) {
+            throw RotaError(.invalidInput, field: field, "is not valid JSON (\(problem)): \(text.prefix(80))")
         }
     }
 
@@ -682,4 +679,9 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     static func decodeArray(_ text: String) -> [String] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String] ?? []
     }
+}
+
+extension String {
+    /// True when the string is empty or only whitespace (fast: no Foundation bridging).
+    public var isBlank: Bool { !unicodeScalars.contains { !$0.properties.isWhitespace } }
 }
