@@ -337,11 +337,19 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {
         try read { db in
             var earliest: Int64?
+            let nameList = try names.map { try Self.jsonArray($0) }
             for queue in queues {
-                if let value = try db.scalarInt(
-                    "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?", [.text(queue)]) {
-                    earliest = min(earliest ?? value, value)
+                let value: Int64?
+                if let nameList {
+                    value = try db.scalarInt("""
+                        SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?1
+                        AND name IN (SELECT value FROM json_each(?2))
+                        """, [.text(queue), .text(nameList)])
+                } else {
+                    value = try db.scalarInt(
+                        "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?", [.text(queue)])
                 }
+                if let value { earliest = min(earliest ?? value, value) }
             }
             return earliest.map { Date(unixMillis: $0) }
         }

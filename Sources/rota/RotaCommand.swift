@@ -15,6 +15,7 @@ struct RotaCommand: AsyncParsableCommand {
         version: RotaVersion.string,
         subcommands: [
             MigrateCommand.self,
+            RunCommand.self,
         ]
     )
 
