@@ -17,6 +17,7 @@ struct RotaCommand: AsyncParsableCommand {
             MigrateCommand.self,
             BenchCommand.self,
             BatchCommand.self,
+            RunCommand.self,
         ]
     )
 
