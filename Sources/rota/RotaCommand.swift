@@ -17,6 +17,8 @@ struct RotaCommand: AsyncParsableCommand {
             MigrateCommand.self,
             BenchCommand.self,
             BatchCommand.self,
+            NextCommand.self,
+            SchedulesCommand.self,
         ]
     )
 
