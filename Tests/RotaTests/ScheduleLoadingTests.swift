@@ -123,6 +123,13 @@ import Testing
         #expect(loaded.errors[0].description.hasPrefix(directory + "/nope: no such directory"))
     }
 
+    @Test func aFileThatIsNotTextIsAnErrorNamingIt() throws {
+        try write("a.cron", "@hourly  a  exec true\n")
+        try Data([0xFF, 0xFE, 0x00, 0x41]).write(to: URL(fileURLWithPath: schedules + "/b.bin"))
+        let loaded = ScheduleLoading.load(directory: schedules)
+        #expect(loaded.errors.map(\.description) == ["\(schedules)/b.bin: is not UTF-8 text; expected a text file of schedules"])
+    }
+
     @Test func theRepositorysExampleSchedulesAreValid() throws {
         let loaded = ScheduleLoading.load(directory: Self.repositorySchedules)
         #expect(loaded.errors.isEmpty, "\(loaded.errors)")
