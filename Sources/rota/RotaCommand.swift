@@ -18,6 +18,8 @@ struct RotaCommand: AsyncParsableCommand {
             BenchCommand.self,
             BatchCommand.self,
             RunCommand.self,
+            NextCommand.self,
+            SchedulesCommand.self,
         ]
     )
 
