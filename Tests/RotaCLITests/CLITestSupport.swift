@@ -121,6 +121,8 @@ enum Rota {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
+        // A command that wrongly falls back to the default ./rota.db must not touch the repository.
+        process.currentDirectoryURL = tmp
         try process.run()
         return Running(process: process, out: out, err: err)
     }
