@@ -33,6 +33,7 @@ struct RotaCommand: AsyncParsableCommand {
             WorkersCommand.self,
             MigrateCommand.self,
             CheckCommand.self,
+            BenchCommand.self,
             DevCommand.self,
         ]
     )
