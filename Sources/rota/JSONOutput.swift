@@ -61,7 +61,7 @@ indirect enum JSON: Sendable {
             }
             out += closePad + "}"
         case .raw(let text):
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let trimmed = Self.trimmed(text)
             if Self.isValid(trimmed) {
                 out += trimmed
             } else {
@@ -70,25 +70,52 @@ indirect enum JSON: Sendable {
         }
     }
 
-    private static func isValid(_ text: String) -> Bool {
+    /// `text` without JSON whitespace around it.
+    private static func trimmed(_ text: String) -> Substring {
+        func isSpace(_ c: Character) -> Bool { c == " " || c == "\n" || c == "\r" || c == "\t" || c == "\r\n" }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else {
+            return text[text.endIndex...]
+        }
+        return text[first...last]
+    }
+
+    private static func isValid(_ text: Substring) -> Bool {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) != nil
     }
 
     private static func quote(_ text: String, into out: inout String) {
         out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
+        // Fast path: nothing to escape (the common case), appended whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += text
+            out += "\""
+            return
         }
+        var pending = text.utf8.startIndex
+        var index = pending
+        let utf8 = text.utf8
+        while index != utf8.endIndex {
+            let byte = utf8[index]
+            let escape: String?
+            switch byte {
+            case UInt8(ascii: "\""): escape = "\\\""
+            case UInt8(ascii: "\\"): escape = "\\\\"
+            case UInt8(ascii: "\n"): escape = "\\n"
+            case UInt8(ascii: "\r"): escape = "\\r"
+            case UInt8(ascii: "\t"): escape = "\\t"
+            case 0..<0x20:
+                let hex = String(byte, radix: 16)
+                escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: escape = nil
+            }
+            if let escape {
+                out += text[pending..<index]
+                out += escape
+                pending = utf8.index(after: index)
+            }
+            index = utf8.index(after: index)
+        }
+        out += text[pending..<utf8.endIndex]
         out += "\""
     }
 }

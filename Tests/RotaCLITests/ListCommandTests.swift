@@ -37,6 +37,19 @@ struct ListCommandTests {
         #expect(dead["result"] is NSNull)
     }
 
+    @Test func jsonStringsAreEscaped() throws {
+        let db = try TempDatabase()
+        let key = "quote \" backslash \\ newline \n tab \t bell \u{7} é 🎉"
+        let payload = #"{"text": "line\nnext \"q\" \u00e9", "list": [1, 2.5, true, null]}"#
+        _ = try db.enqueue("weird \"name\"", "--unique", key, "--payload", "  \(payload)\n")
+        let task = try #require(try db.rota("list", "--json").objects().first)
+        #expect(task["unique_key"] as? String == key)
+        #expect(task["name"] as? String == "weird \"name\"")
+        let decoded = try #require(task["payload"] as? [String: Any])
+        #expect(decoded["text"] as? String == "line\nnext \"q\" é")
+        #expect((decoded["list"] as? [Any])?.count == 4)
+    }
+
     @Test func theDefaultLimitIsAScreenfulAndSaysThereIsMore() throws {
         let db = try TempDatabase.seeded()
         let piped = try db.rota("list", "--json")
