@@ -14,8 +14,8 @@ public enum WorkerStatus: String, Sendable, Codable, CaseIterable, CustomStringC
 }
 
 extension WorkerRecord {
-    /// How often a worker is expected to heartbeat.
-    public static let heartbeatInterval: Duration = .seconds(5)
+    /// How often a worker is expected to heartbeat (the scheduler's default heartbeat interval).
+    public static let heartbeatInterval: Duration = .seconds(10)
     /// A worker whose last heartbeat is older than this (three heartbeat intervals) is no longer live.
     public static let livenessWindow: Duration = heartbeatInterval * 3
 
@@ -45,7 +45,7 @@ extension SQLiteTaskStore {
     /// Written in transactions of `chunk` tasks so the WAL stays small.
     ///
     /// - Returns: the number of tasks inserted.
-    @discardableResult
+    @_spi(RotaTools) @discardableResult
     public func insertSyntheticTasks(count: Int, now: Date, chunk: Int = 50_000) throws -> Int {
         let nowMs = now.unixMillis
         let span: Int64 = 30 * 86_400_000

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Rota
+@_spi(RotaTools) import Rota
 
 /// `rota _dev`: hidden tools for benchmarks and tests (synthetic data, a simulated worker).
 struct DevCommand: AsyncParsableCommand {
@@ -8,7 +8,7 @@ struct DevCommand: AsyncParsableCommand {
         commandName: "_dev",
         abstract: "Tools for benchmarks and tests.",
         shouldDisplay: false,
-        subcommands: [Populate.self, Churn.self]
+        subcommands: [Populate.self, Churn.self, Worker.self]
     )
 
     /// Inserts synthetic tasks (spread over states, queues, names and 30 days).
@@ -27,6 +27,40 @@ struct DevCommand: AsyncParsableCommand {
             let start = ContinuousClock.now
             let inserted = try store.insertSyntheticTasks(count: count, now: Date())
             print("inserted \(inserted) tasks in \(ContinuousClock.now - start)")
+        }
+    }
+
+    /// Registers a worker row as it would be seen some time after its last heartbeat (for tests of liveness).
+    struct Worker: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "worker", abstract: "Register a worker whose last heartbeat was some time ago.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(name: .long, help: "The worker id.")
+        var id: String
+
+        @Option(name: .long, help: "Queues it serves (comma-separated).")
+        var queues: String = "default"
+
+        @Option(name: .long, help: "Task names it handles (comma-separated).")
+        var names: String = "exec"
+
+        @Option(name: .long, help: "How long ago it last heartbeated (a duration).")
+        var heartbeatAgo: String = "0s"
+
+        @Flag(name: .long, help: "Mark it stopped.")
+        var stopped = false
+
+        func run() async throws {
+            let ago = try TimeText.parseDuration(heartbeatAgo, field: "--heartbeat-ago")
+            let store = try global.openStore(.create, quickCheck: false)
+            let beat = Date(unixMillis: Date().unixMillis - ago)
+            try await store.registerWorker(WorkerRecord(
+                id: id, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier,
+                queues: queues.split(separator: ",").map(String.init), taskNames: names.split(separator: ",").map(String.init),
+                concurrency: 4, startedAt: beat.addingTimeInterval(-60), heartbeatAt: beat))
+            if stopped { try await store.stopWorker(id, at: beat) }
         }
     }
 

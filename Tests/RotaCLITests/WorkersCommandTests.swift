@@ -60,6 +60,34 @@ struct WorkersCommandTests {
     }
 }
 
+@Suite("worker liveness")
+struct WorkerLivenessTests {
+    @Test func statusFollowsTheHeartbeatAgeAndTheStop() throws {
+        let db = try TempDatabase.seeded()
+        try db.rota("_dev", "worker", "--id", "w-live", "--names", "bench.5,bench.6", "--heartbeat-ago", "5s")
+        try db.rota("_dev", "worker", "--id", "w-dead", "--names", "bench.7", "--heartbeat-ago", "2m")
+        try db.rota("_dev", "worker", "--id", "w-stopped", "--names", "bench.8", "--heartbeat-ago", "1s", "--stopped")
+        let workers = try db.rota("workers", "--json").objects()
+        let status = Dictionary(uniqueKeysWithValues: workers.map { ($0["id"] as? String ?? "", $0["status"] as? String ?? "") })
+        #expect(status == ["w-live": "live", "w-dead": "dead", "w-stopped": "stopped"])
+        #expect(try db.rota("workers", "--live", "--json").objects().compactMap { $0["id"] as? String } == ["w-live"])
+        let human = try db.rota("workers", environment: ["COLUMNS": "200"])
+        #expect(human.lines.count == 4)
+        #expect(human.lines.contains { $0.hasPrefix("w-dead") && $0.contains(" dead ") && $0.hasSuffix("2m ago") })
+
+        // Only the live worker's names are handled: the dead and the stopped ones' are not.
+        let stats = try db.rota("stats", "--json").object()
+        let unhandled = (stats["unhandled_names"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(!unhandled.contains("bench.5") && !unhandled.contains("bench.6"))
+        #expect(unhandled.contains("bench.7") && unhandled.contains("bench.8"))
+        #expect(stats["workers"] as? [String: Int] == ["live": 1, "dead": 1, "stopped": 1])
+        let text = try db.rota("stats").stdout
+        #expect(!text.contains("no live worker handles bench.5 "))
+        #expect(text.contains("no live worker handles bench.7 (1 scheduled)"))
+        #expect(text.contains("Workers  1 live, 1 dead"))
+    }
+}
+
 /// Polls `body` every 50 ms until it returns a value, or throws after `timeout`.
 func waitFor<T>(timeout: Duration, _ body: () throws -> T?) throws -> T {
     let deadline = ContinuousClock.now + timeout
