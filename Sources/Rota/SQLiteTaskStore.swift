@@ -596,9 +596,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             values.append(value)
             return "?\(values.count)"
         }
-        if !filter.states.isEmpty {
-            conditions.append("t.state IN (\(filter.states.map { bind(.text($0.rawValue)) }.joined(separator: ", ")))")
-        }
+        // One state: `state = ?` walks tasks_state backwards (rowid order within a state) and stops at the limit.
+        // Several: filled in below, one such walk per state, merged (an IN over the index would sort every match).
+        let statePlaceholders = filter.states.map { bind(.text($0.rawValue)) }
+        if statePlaceholders.count == 1 { conditions.append("t.state = \(statePlaceholders[0])") }
         if let queue = filter.queue { conditions.append("t.queue = \(bind(.text(queue)))") }
         if let name = filter.name { conditions.append("t.name = \(bind(.text(name)))") }
         if let batch = filter.batch {
@@ -607,8 +608,16 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         if let schedule = filter.schedule { conditions.append("t.schedule = \(bind(.text(schedule)))") }
         if let since = filter.createdSince { conditions.append("t.created_at >= \(bind(.integer(since.unixMillis)))") }
         if let before = filter.beforeID { conditions.append("t.id < \(bind(.integer(before)))") }
+        let limit = bind(.integer(Int64(max(0, filter.limit))))
+        if statePlaceholders.count > 1 {
+            let others = conditions.map { " AND " + $0 }.joined()
+            let walks = statePlaceholders.map { state in
+                "SELECT id FROM (SELECT t.id FROM tasks t WHERE t.state = \(state)\(others) ORDER BY t.id DESC LIMIT \(limit))"
+            }
+            conditions = ["t.id IN (\(walks.joined(separator: " UNION ALL ")))"]
+        }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(bind(.integer(Int64(max(0, filter.limit)))))"
+        let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
         return try read { db in
             // Ad-hoc filter combinations: prepare without caching to keep the cache small.
             let statement = try db.prepare(sql)
@@ -621,26 +630,34 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     public func stats(now: Date) async throws -> StoreStats {
         let nowMs = now.unixMillis
+        // Counts come from task_counts (kept by triggers, migration 0002): a few rows whatever the table's size.
+        // One read transaction, so every figure is from the same snapshot while schedulers write.
         return try read { db in
-            var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
-            for (state, count) in try db.query("SELECT state, count(*) FROM tasks GROUP BY state", [], { ($0.string(0), $0.int(1)) }) {
-                if let state = TaskState(rawValue: state) { states[state] = count }
+            try db.transaction(.deferred) {
+                var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
+                var queues: [String: [TaskState: Int]] = [:]
+                for (queue, state, count) in try db.query(
+                    "SELECT queue, state, sum(n) FROM task_counts GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
+                    guard let state = TaskState(rawValue: state) else { continue }
+                    states[state, default: 0] += count
+                    if count > 0 { queues[queue, default: [:]][state] = count }
+                }
+                let oldest = try db.scalarInt(
+                    "SELECT min(run_at) FROM tasks INDEXED BY tasks_scheduled_run_at WHERE state = 'scheduled' AND run_at <= ?",
+                    [.integer(nowMs)])
+                let finishedSQL = """
+                    SELECT count(*) FROM tasks INDEXED BY tasks_finished
+                    WHERE finished_at >= ? AND finished_at IS NOT NULL AND state IN ('succeeded', 'dead')
+                    """
+                let minute = try db.scalarInt(finishedSQL, [.integer(nowMs - 60_000)]) ?? 0
+                let hour = try db.scalarInt(finishedSQL, [.integer(nowMs - 3_600_000)]) ?? 0
+                let byName = try db.query(
+                    "SELECT name, sum(n) FROM task_counts WHERE state = 'scheduled' GROUP BY name HAVING sum(n) > 0", [],
+                    { ($0.string(0), $0.int(1)) })
+                return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
+                                  finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
+                                  scheduledByName: Dictionary(byName, uniquingKeysWith: +))
             }
-            var queues: [String: [TaskState: Int]] = [:]
-            for (queue, state, count) in try db.query(
-                "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
-                guard let state = TaskState(rawValue: state) else { continue }
-                queues[queue, default: [:]][state] = count
-            }
-            let oldest = try db.scalarInt("SELECT min(run_at) FROM tasks WHERE state = 'scheduled' AND run_at <= ?", [.integer(nowMs)])
-            let minute = try db.scalarInt(
-                "SELECT count(*) FROM tasks WHERE finished_at >= ? AND state IN ('succeeded', 'dead')", [.integer(nowMs - 60_000)]) ?? 0
-            let hour = try db.scalarInt(
-                "SELECT count(*) FROM tasks WHERE finished_at >= ? AND state IN ('succeeded', 'dead')", [.integer(nowMs - 3_600_000)]) ?? 0
-            let byName = try db.query("SELECT name, count(*) FROM tasks WHERE state = 'scheduled' GROUP BY name", [], { ($0.string(0), $0.int(1)) })
-            return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
-                              finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
-                              scheduledByName: Dictionary(byName, uniquingKeysWith: +))
         }
     }
 
