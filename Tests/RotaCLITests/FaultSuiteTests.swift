@@ -323,6 +323,42 @@ private func faultCount(_ path: String, _ sql: String) throws -> Int { Int(try f
             #expect(try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tick' AND fire_at % 1000 != 0") == 0)
         }
     }
+
+    @Test func badScheduleFilesStopAStartAndAReloadKeepsTheLastGoodSchedules() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db"), schedules = dir.file("schedules")
+            try FileManager.default.createDirectory(atPath: schedules, withIntermediateDirectories: true)
+            try "* * * * * *  tick  exec true\n".write(toFile: schedules + "/a.cron", atomically: true, encoding: .utf8)
+            try "61 * * * *  broken  exec true\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
+            // At start-up, any error is fatal and names file:line:column.
+            let refused = try faultRun(["run", "--db", db, "--schedules", schedules], in: dir, timeout: 30)
+            #expect(refused.status == 2)
+            #expect(refused.stderr.contains("b.cron:1:1"))
+            try FileManager.default.removeItem(atPath: schedules + "/b.cron")
+            let runner = try faultStart(["run", "--db", db, "--schedules", schedules, "--durability", "normal"], in: dir)
+            defer { sigkill(runner.processIdentifier); runner.waitUntilExit() }
+            func fires(_ name: String) throws -> Int {
+                try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = '\(name)'")
+            }
+            func waitFor(_ condition: () throws -> Bool) throws -> Bool {
+                for _ in 0..<100 { if (try? condition()) == true { return true }; usleep(100_000) }
+                return false
+            }
+            #expect(try waitFor { try fires("tick") >= 1 })
+            // A reload with a bad file changes nothing: tick keeps firing.
+            try "* * * * * *  tock  exec true\nnot a schedule line\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
+            kill(runner.processIdentifier, SIGHUP)
+            let before = try fires("tick")
+            #expect(try waitFor { try fires("tick") >= before + 2 })
+            #expect(try fires("tock") == 0)
+            // A good reload adds the new schedule.
+            try "* * * * * *  tock  exec true\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
+            kill(runner.processIdentifier, SIGHUP)
+            #expect(try waitFor { try fires("tock") >= 1 })
+            #expect(runner.isRunning)
+        }
+    }
 }
 
 /// SIGKILL, by name, so a reader sees what is sent.
