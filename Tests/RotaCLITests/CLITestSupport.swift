@@ -83,22 +83,28 @@ enum Rota {
     /// A started `rota` process whose output is collected in files.
     final class Running: @unchecked Sendable {
         let process: Process
-        let out: URL
-        let err: URL
+        let arguments: [String]
+        /// The process's own working directory, holding its output files.
+        let directory: URL
+        var out: URL { directory.appendingPathComponent("stdout") }
+        var err: URL { directory.appendingPathComponent("stderr") }
 
-        init(process: Process, out: URL, err: URL) {
+        init(process: Process, arguments: [String], directory: URL) {
             self.process = process
-            self.out = out
-            self.err = err
+            self.arguments = arguments
+            self.directory = directory
         }
 
-        /// Waits for the process and returns what it did.
+        /// Waits for the process and returns what it did. Records an issue when the command fell back to
+        /// the default `./rota.db` (a test that meant to pass --db did not).
         func wait() -> CLIResult {
             process.waitUntilExit()
             let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("rota.db").path) {
+                Issue.record("rota \(arguments.joined(separator: " ")) used the default ./rota.db")
+            }
+            try? FileManager.default.removeItem(at: directory)
             return CLIResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
         }
     }
@@ -112,19 +118,20 @@ enum Rota {
         for key in ["ROTA_DB", "NO_COLOR", "COLUMNS", "LINES", "TERM"] { env.removeValue(forKey: key) }
         env.merge(environment) { $1 }
         process.environment = env
-        let tmp = FileManager.default.temporaryDirectory
-        let id = UUID().uuidString
-        let out = tmp.appendingPathComponent("rota-test-\(id).out")
-        let err = tmp.appendingPathComponent("rota-test-\(id).err")
+        // Each process runs in its own empty directory: a command that wrongly falls back to the default
+        // ./rota.db never touches the repository or another test, and is reported by `wait()`.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rota-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let out = directory.appendingPathComponent("stdout")
+        let err = directory.appendingPathComponent("stderr")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
-        // A command that wrongly falls back to the default ./rota.db must not touch the repository.
-        process.currentDirectoryURL = tmp
+        process.currentDirectoryURL = directory
         try process.run()
-        return Running(process: process, out: out, err: err)
+        return Running(process: process, arguments: arguments, directory: directory)
     }
 }
 
@@ -142,16 +149,18 @@ final class TempDatabase: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    /// Runs `rota ARGS… --db PATH`.
+    /// Runs `rota ARGS… --db PATH` (`--db PATH` goes before a `--`, after which everything is a command).
     @discardableResult
     func rota(_ arguments: String..., environment: [String: String] = [:]) throws -> CLIResult {
-        try Rota.run(arguments + ["--db", path], environment: environment)
+        try rota(arguments: arguments, environment: environment)
     }
 
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
     func rota(arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
-        try Rota.run(arguments + ["--db", path], environment: environment)
+        var arguments = arguments
+        arguments.insert(contentsOf: ["--db", path], at: arguments.firstIndex(of: "--") ?? arguments.endIndex)
+        return try Rota.run(arguments, environment: environment)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),

@@ -16,14 +16,17 @@ struct RunCommandIntegrationTests {
 
         // While it runs: every query answers, and sees its progress.
         let worker = try waitFor(timeout: .seconds(30)) { () -> [String: Any]? in
-            #expect(try db.rota("list", "--json").status == 0)
-            #expect(try db.rota("stats", "--json").status == 0)
+            let list = try db.rota("list", "--json")
+            #expect(list.status == 0, "\(list)")
+            let stats = try db.rota("stats", "--json")
+            #expect(stats.status == 0, "\(stats)")
             return try db.rota("workers", "--json").objects().first { $0["status"] as? String == "live" }
         }
         #expect((worker["task_names"] as? [String])?.contains("exec") == true)
         _ = try waitFor(timeout: .seconds(60)) { () -> Bool? in
-            let states = quick.compactMap { try? db.state($0) }
-            return states.count == quick.count && states.allSatisfy { $0 == "succeeded" } ? true : nil
+            let tasks = try db.rota("list", "--name", "exec", "--all", "--json").objects()
+            let done = tasks.filter { quick.contains($0["id"] as? Int ?? 0) && $0["state"] as? String == "succeeded" }
+            return done.count == quick.count ? true : nil
         }
         _ = try waitFor(timeout: .seconds(30)) { try db.state(failing) == "dead" ? true : nil }
         _ = try waitFor(timeout: .seconds(30)) { try db.state(sleeper) == "running" ? true : nil }
