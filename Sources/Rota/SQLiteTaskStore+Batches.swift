@@ -37,7 +37,7 @@ extension SQLiteTaskStore {
     ///   - onComplete: a task spec, JSON `{"name", "payload"?, "queue"?}`, enqueued once when every item finished.
     /// - Throws: ``RotaError`` `.invalidInput` for an empty name or a bad `onComplete`.
     public func openBatch(name: String, queue: String = "default", onComplete: String? = nil) throws -> BatchRecord {
-        if name.trimmingCharacters(in: .whitespaces).isEmpty { throw RotaError(.invalidInput, field: "name", "a batch needs a name") }
+        if name.isBlank { throw RotaError(.invalidInput, field: "name", "a batch needs a name") }
         if let onComplete { try Self.validateOnComplete(onComplete) }
         return try write { db in
             try db.run("""
@@ -143,5 +143,56 @@ extension SQLiteTaskStore {
     /// A batch's `dead` items with their last error, for reports.
     public func batchFailures(_ name: String, limit: Int = 1_000) async throws -> [TaskRecord] {
         try await list(TaskFilter(states: [.dead], batch: name, limit: limit))
+    }
+}
+
+extension SQLiteTaskStore {
+    /// Submits a batch from a sequence of payloads, restart-safe: item identity is the batch name plus the
+    /// item's position, so running the same submission again adds only the missing items.
+    ///
+    /// ```swift
+    /// let batch = try store.submitBatch(name: "resize-2026-11", taskName: "image.resize", payloads: files.map { Resize(path: $0) })
+    /// let status = try await store.awaitBatch("resize-2026-11")
+    /// ```
+    /// - Parameters:
+    ///   - name: the batch's unique name.
+    ///   - taskName: the handler every item runs.
+    ///   - payloads: the items' payloads, encoded as JSON.
+    ///   - queue: the items' queue.
+    ///   - maxAttempts: attempts per item.
+    ///   - onComplete: a task spec JSON enqueued once when every item finished.
+    ///   - chunk: items per transaction.
+    /// - Returns: the sealed batch.
+    public func submitBatch<S: Sequence>(name: String, taskName: String, payloads: S, queue: String = "default",
+                                         maxAttempts: Int = 3, onComplete: String? = nil, chunk: Int = 10_000) throws -> BatchRecord
+    where S.Element: Encodable {
+        let batch = try openBatch(name: name, queue: queue, onComplete: onComplete)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var specs: [TaskSpec] = []
+        specs.reserveCapacity(chunk)
+        for (index, payload) in payloads.enumerated() {
+            let text: String
+            do { text = String(decoding: try encoder.encode(payload), as: UTF8.self) } catch {
+                throw RotaError(.coding, field: "payloads[\(index)]", "cannot be encoded as JSON: \(error)")
+            }
+            specs.append(TaskSpec(name: taskName, payload: text, queue: queue, maxAttempts: maxAttempts, batchItem: String(index + 1)))
+            if specs.count == chunk {
+                _ = try addBatchItems(batch.id, specs)
+                specs.removeAll(keepingCapacity: true)
+            }
+        }
+        if !specs.isEmpty { _ = try addBatchItems(batch.id, specs) }
+        return try sealBatch(batch.id)
+    }
+
+    /// Waits until every item of the batch finished (it is sealed and complete), polling its status.
+    /// - Returns: the final status; its `.dead` count says how many failed (see ``batchFailures(_:limit:)``).
+    public func awaitBatch(_ name: String, poll: Duration = .milliseconds(200)) async throws -> BatchStatus {
+        while true {
+            let status = try batchStatus(name)
+            if status.batch.completedAt != nil { return status }
+            try await Task.sleep(for: poll)
+        }
     }
 }

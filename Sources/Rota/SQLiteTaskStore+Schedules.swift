@@ -11,12 +11,28 @@ extension SQLiteTaskStore {
         let spec = ScheduleSpec(
             name: row.string(0), expression: row.string(1), timeZone: row.string(2), taskName: row.string(3),
             payload: row.string(4), queue: row.string(5), priority: row.int(6), maxAttempts: row.int(7),
-            timeout: row.optionalInt64(8).map { .milliseconds($0) }, missed: MissedRunPolicy(rawValue: row.string(9)) ?? .skip,
-            missedCap: row.int(10), overlap: OverlapPolicy(rawValue: row.string(11)) ?? .allow, source: row.optionalString(12))
+            timeout: row.optionalInt64(8).map { .milliseconds($0) },
+            missed: Self.missedPolicy(row.string(9), cap: row.int(10)), overlap: OverlapPolicy(rawValue: row.string(11)) ?? .allow, source: row.optionalString(12))
         return ScheduleRecord(spec: spec, active: row.int64(13) != 0,
                               nextFireAt: row.optionalInt64(14).map { Date(unixMillis: $0) },
                               lastFireAt: row.optionalInt64(15).map { Date(unixMillis: $0) },
                               createdAt: Date(unixMillis: row.int64(16)), updatedAt: Date(unixMillis: row.int64(17)))
+    }
+
+    static func missedPolicy(_ name: String, cap: Int) -> MissedRunPolicy {
+        switch name {
+        case "once": .once
+        case "all": .all(cap: cap)
+        default: .skip
+        }
+    }
+
+    static func missedColumns(_ policy: MissedRunPolicy) -> (name: String, cap: Int) {
+        switch policy {
+        case .skip: ("skip", MissedRunPolicy.defaultCap)
+        case .once: ("once", MissedRunPolicy.defaultCap)
+        case .all(let cap): ("all", cap)
+        }
     }
 
     /// Makes the stored schedules match `specs` in one transaction: new ones are added with their first
@@ -44,7 +60,7 @@ extension SQLiteTaskStore {
                 let values: [SQLiteValue] = [
                     .text(spec.name), .text(spec.expression), .text(spec.timeZone), .text(spec.taskName), .text(spec.payload),
                     .text(spec.queue), .integer(Int64(spec.priority)), .integer(Int64(spec.maxAttempts)),
-                    .int(spec.timeout?.milliseconds), .text(spec.missed.rawValue), .integer(Int64(spec.missedCap)),
+                    .int(spec.timeout?.milliseconds), .text(Self.missedColumns(spec.missed).name), .integer(Int64(Self.missedColumns(spec.missed).cap)),
                     .text(spec.overlap.rawValue), .string(spec.source), .integer(nowMs),
                 ]
                 if let old = existing[spec.name] {
@@ -130,6 +146,12 @@ extension SQLiteTaskStore {
             }
             return results
         }
+    }
+
+    /// Fires every due schedule by its cron expression and policies (see ``fireDueSchedules(now:plan:)``).
+    /// - Parameter grace: a fire late by at most this much runs under every missed-run policy.
+    public func fireDueSchedules(now: Date = Date(), grace: TimeInterval = 5) throws -> [EnqueueResult] {
+        try fireDueSchedules(now: now) { FirePlan.plan(for: $0, now: now, grace: grace) }
     }
 
     /// Every stored schedule, active ones first, by name.

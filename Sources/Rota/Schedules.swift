@@ -1,22 +1,5 @@
 import Foundation
-
-/// What to do with fires missed while no scheduler ran.
-public enum MissedRunPolicy: String, Sendable, Codable, CaseIterable {
-    /// Run none of the missed fires; only a fire that is on time (late by less than the grace) runs. The default.
-    case skip
-    /// Run one catch-up: the latest missed fire.
-    case once
-    /// Run every missed fire, up to the schedule's cap (the most recent ones).
-    case all
-}
-
-/// What to do when a schedule fires while its previous run is still scheduled or running.
-public enum OverlapPolicy: String, Sendable, Codable, CaseIterable {
-    /// Fire anyway. The default.
-    case allow
-    /// Do not fire; the instant is skipped.
-    case skip
-}
+@_exported import RotaCron
 
 /// A schedule as the schedule files define it: when, what, and how.
 public struct ScheduleSpec: Sendable, Equatable {
@@ -38,10 +21,8 @@ public struct ScheduleSpec: Sendable, Equatable {
     public var maxAttempts: Int
     /// The task's per-attempt timeout.
     public var timeout: Duration?
-    /// Missed-run policy.
+    /// Missed-run policy (`skip`, `once`, `all(cap:)`).
     public var missed: MissedRunPolicy
-    /// The most catch-up runs for ``MissedRunPolicy/all``.
-    public var missedCap: Int
     /// Overlap policy.
     public var overlap: OverlapPolicy
     /// Where it was defined (`file:line`).
@@ -50,10 +31,10 @@ public struct ScheduleSpec: Sendable, Equatable {
     /// Creates a schedule.
     public init(name: String, expression: String, timeZone: String = "UTC", taskName: String, payload: String = "{}",
                 queue: String = "default", priority: Int = 0, maxAttempts: Int = 3, timeout: Duration? = nil,
-                missed: MissedRunPolicy = .skip, missedCap: Int = 100, overlap: OverlapPolicy = .allow, source: String? = nil) {
+                missed: MissedRunPolicy = .skip, overlap: OverlapPolicy = .allow, source: String? = nil) {
         self.name = name; self.expression = expression; self.timeZone = timeZone; self.taskName = taskName
         self.payload = payload; self.queue = queue; self.priority = priority; self.maxAttempts = maxAttempts
-        self.timeout = timeout; self.missed = missed; self.missedCap = missedCap; self.overlap = overlap
+        self.timeout = timeout; self.missed = missed; self.overlap = overlap
         self.source = source
     }
 }
@@ -110,38 +91,25 @@ public struct ScheduleSyncResult: Sendable, Equatable {
 }
 
 extension FirePlan {
-    /// Decides which fires of a due schedule run now.
+    /// Plans the fires of a due schedule with its cron expression, zone and missed-run policy.
     ///
     /// - Parameters:
-    ///   - due: the stored next fire instant (at or before `now`).
+    ///   - record: the due schedule.
     ///   - now: the current instant.
-    ///   - policy: the missed-run policy; `cap` bounds ``MissedRunPolicy/all``.
-    ///   - grace: a fire late by at most this much is on time, not missed (the scheduler's own polling delay).
-    ///   - next: the cron expression's next instant strictly after a given one, or nil when there is none.
-    /// - Returns: the fires to enqueue and the next instant after `now`.
-    public static func plan(due: Date, now: Date, policy: MissedRunPolicy, cap: Int, grace: Duration,
-                            next: (Date) -> Date?) -> FirePlan {
-        // Every instant in [due, now], keeping at most `keep` of the latest; bounded in steps so a long
-        // downtime on a per-second schedule cannot stall the scheduler.
-        let keep = policy == .all ? max(1, cap) : 1
-        var latest: [Date] = []
-        var instant: Date? = due
-        var steps = 0
-        while let current = instant, current <= now, steps < 5_000_000 {
-            latest.append(current)
-            if latest.count > keep { latest.removeFirst(latest.count - keep) }
-            instant = next(current)
-            steps += 1
+    ///   - grace: a fire late by at most this much is on time (runs under every policy), not missed.
+    /// - Returns: the plan; a schedule whose expression or zone no longer parses fires nothing and stops.
+    public static func plan(for record: ScheduleRecord, now: Date, grace: TimeInterval) -> FirePlan {
+        guard let due = record.nextFireAt, let zone = TimeZone(identifier: record.spec.timeZone),
+              let expression = try? CronExpression(record.spec.expression) else {
+            return FirePlan(fires: [], nextFireAt: nil)
         }
-        while let current = instant, current <= now { instant = next(current) }  // only after the step bound
-        let graceSeconds = Double(grace.milliseconds) / 1000
-        let onTime = latest.last.map { now.timeIntervalSince($0) <= graceSeconds } ?? false
-        let fires: [Date]
-        switch policy {
-        case .skip: fires = onTime ? [latest.last!] : []
-        case .once: fires = latest.last.map { [$0] } ?? []
-        case .all: fires = latest
-        }
-        return FirePlan(fires: fires, nextFireAt: instant)
+        let fires = expression.dueFires(nextFire: due, now: now, in: zone, missed: record.spec.missed, grace: grace)
+        return FirePlan(fires: fires.due, nextFireAt: fires.nextFire)
+    }
+
+    /// The first fire of `spec` strictly after `now`, or nil when its expression or zone is invalid.
+    public static func firstFire(of spec: ScheduleSpec, after now: Date) -> Date? {
+        guard let zone = TimeZone(identifier: spec.timeZone), let expression = try? CronExpression(spec.expression) else { return nil }
+        return expression.next(after: now, in: zone)
     }
 }

@@ -30,6 +30,10 @@ public protocol TaskStore: Sendable {
     /// The earliest `run_at` of a `scheduled` task the worker could claim, if any.
     func nextRunAt(queues: [String], names: [String]?) async throws -> Date?
 
+    /// How many tasks of these queues (and names, when given) are `scheduled` (due or not) or `running`,
+    /// whoever runs them. `rota run --until-empty` stops when this is 0.
+    func countUnfinished(queues: [String], names: [String]?) async throws -> Int
+
     // MARK: Workers and leases
 
     /// Registers (or re-registers) a worker.

@@ -34,6 +34,10 @@ struct RotaCommand: AsyncParsableCommand {
             MigrateCommand.self,
             CheckCommand.self,
             BenchCommand.self,
+            BatchCommand.self,
+            RunCommand.self,
+            NextCommand.self,
+            SchedulesCommand.self,
             DevCommand.self,
         ]
     )

@@ -21,16 +21,15 @@ import Testing
     }
 
     private func plan(_ record: ScheduleRecord, now: Date) -> FirePlan {
-        FirePlan.plan(due: record.nextFireAt!, now: now, policy: record.spec.missed, cap: record.spec.missedCap,
-                      grace: .seconds(30), next: nextMinute(after:))
+        FirePlan.plan(for: record, now: now, grace: 30)
     }
 
     private let t0 = Date(timeIntervalSince1970: 1_800_000_000)  // a whole minute
 
-    private func spec(_ name: String = "every-minute", missed: MissedRunPolicy = .skip, cap: Int = 100,
+    private func spec(_ name: String = "every-minute", missed: MissedRunPolicy = .skip,
                       overlap: OverlapPolicy = .allow) -> ScheduleSpec {
         ScheduleSpec(name: name, expression: "* * * * *", taskName: "exec", payload: #"{"argv":["true"]}"#,
-                     missed: missed, missedCap: cap, overlap: overlap, source: "test.cron:1")
+                     missed: missed, overlap: overlap, source: "test.cron:1")
     }
 
     @Test func syncAddsChangesAndDeactivates() async throws {
@@ -92,7 +91,7 @@ import Testing
     }
 
     @Test func missedAllRunsEveryMissedFireUpToTheCap() async throws {
-        _ = try store.syncSchedules([spec(missed: .all, cap: 4)], now: t0, firstFire: { _ in nextMinute(after: t0) })
+        _ = try store.syncSchedules([spec(missed: .all(cap: 4))], now: t0, firstFire: { _ in nextMinute(after: t0) })
         let at = t0.addingTimeInterval(10 * 60 + 45)
         #expect(try store.fireDueSchedules(now: at) { plan($0, now: at) }.count == 4)
         #expect(try await syncList(schedule: "every-minute").compactMap(\.fireAt).sorted()
@@ -114,13 +113,14 @@ import Testing
         #expect(try store.fireDueSchedules(now: at) { plan($0, now: at) }.count == 1)
     }
 
-    @Test func planBoundsWorkOnLongDowntime() {
-        // A per-second schedule down for two days: the plan still finishes and points past now.
-        let now = t0.addingTimeInterval(2 * 86_400)
-        let plan = FirePlan.plan(due: t0, now: now, policy: .all, cap: 3, grace: .seconds(1), next: { $0.addingTimeInterval(1) })
-        #expect(plan.fires.count == 3)
-        #expect(plan.fires.last == now)
-        #expect(plan.nextFireAt == now.addingTimeInterval(1))
+    @Test func aScheduleStoredWithItsPoliciesReadsBackTheSame() throws {
+        var stored = spec("policies", missed: .all(cap: 7), overlap: .skip)
+        stored.timeout = .seconds(90)
+        stored.timeZone = "Europe/Berlin"
+        _ = try store.syncSchedules([stored], now: t0, firstFire: { FirePlan.firstFire(of: $0, after: t0) })
+        let record = try #require(try store.schedules().first)
+        #expect(record.spec == stored)
+        #expect(record.nextFireAt == t0.addingTimeInterval(60))
     }
 
     private func syncList(schedule: String) async throws -> [TaskRecord] {

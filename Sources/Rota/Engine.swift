@@ -1,0 +1,781 @@
+import Foundation
+import Logging
+import NIOPosix
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The scheduler's core: one dedicated OS thread that claims due tasks in batches, dispatches them to
+/// their executors, group-commits their completions, heartbeats, recovers leases and drains at shutdown.
+///
+/// All store calls on the hot path (claim, complete) run on this thread with the store's synchronous
+/// forms, so SQLite never blocks the cooperative pool and there is no actor hop per task: handlers hand
+/// their completion to a locked buffer and the loop flushes many in one transaction.
+final class Engine: @unchecked Sendable {
+    struct Settings: Sendable {
+        var workerID: String
+        var host: String
+        var pid: Int32
+        var queues: [String: Int]
+        var threadPoolSize: Int
+        var maxProcesses: Int
+        var pollInterval: Duration
+        var leaseDuration: Duration
+        var heartbeatInterval: Duration
+        var recoveryInterval: Duration
+        var shutdownGrace: Duration
+        var cancelWait: Duration
+        var completionLinger: Duration
+        var maxClaimBatch: Int
+        var untilEmpty: Bool
+        var maxStoreBackoff: Duration
+    }
+
+    enum StopReason: Sendable { case cancelRequested, shutdown }
+
+    /// One attempt in flight. Mutable fields are guarded by the engine's lock.
+    final class Running: @unchecked Sendable {
+        let task: ClaimedTask
+        let entry: HandlerEntry
+        let flag = CancellationFlag()
+        var handle: Task<Void, Never>?
+        var stopReason: StopReason?
+        init(task: ClaimedTask, entry: HandlerEntry) {
+            self.task = task
+            self.entry = entry
+        }
+    }
+
+    let settings: Settings
+    let store: any TaskStore
+    let sqlite: SQLiteTaskStore?
+    let handlers: [String: HandlerEntry]
+    let pools: Pools
+    let logger: Logger
+    private let clock = ContinuousClock()
+
+    // Guarded by `lock`.
+    private let lock = NSCondition()
+    private var completions: [Completion] = []
+    private var firstPendingAt: ContinuousClock.Instant?
+    private var running: [TaskID: Running] = [:]
+    private var busyByQueue: [String: Int] = [:]
+    private var busyByExecutor: [ExecutorKind: Int] = [:]
+    private var wakeRequested = false
+    private var shutdownDeadline: ContinuousClock.Instant?
+    private var finished = false
+
+    // Loop-thread state.
+    private let namesByExecutor: [ExecutorKind: [String]]
+    private let queueNames: [String]
+
+    init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
+        self.settings = settings
+        self.store = store
+        self.sqlite = store as? SQLiteTaskStore
+        self.handlers = handlers
+        self.pools = pools
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(settings.workerID)"
+        self.logger = logger
+        var names: [ExecutorKind: [String]] = [:]
+        for entry in handlers.values { names[entry.executor, default: []].append(entry.name) }
+        self.namesByExecutor = names.mapValues { $0.sorted() }
+        self.queueNames = settings.queues.keys.sorted()
+    }
+
+    // MARK: Control (any thread)
+
+    /// Runs the loop on its own thread until it has drained and stopped.
+    func run() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread { [self] in
+                self.loop()
+                continuation.resume()
+            }
+            thread.name = "rota-scheduler"
+            thread.start()
+        }
+    }
+
+    /// Wakes the loop: new work may be due (an in-process enqueue).
+    func wake() {
+        lock.lock()
+        wakeRequested = true
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// Stops claiming; running attempts get `grace` to finish, then are cancelled and handed back.
+    /// A second call with a shorter grace shortens it.
+    func requestShutdown(grace: Duration) {
+        lock.lock()
+        let deadline = clock.now.advanced(by: grace)
+        shutdownDeadline = min(shutdownDeadline ?? deadline, deadline)
+        wakeRequested = true
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// The number of attempts in flight (for tests and stats).
+    var runningCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return running.count
+    }
+
+    // MARK: The loop
+
+    private enum Phase { case running, draining, cancelling(ContinuousClock.Instant) }
+
+    private func loop() {
+        logger.debug("scheduler starting", metadata: ["queues": "\(settings.queues)"])
+        guard startup() else {
+            finishLoop(flushing: [])
+            return
+        }
+        var phase = Phase.running
+        var nextPoll = clock.now
+        var nextDue: ContinuousClock.Instant?
+        var nextHeartbeat = clock.now.advanced(by: settings.heartbeatInterval)
+        var nextRecovery = clock.now
+        var mayHaveMore = true
+        var retryAt: ContinuousClock.Instant?
+        var backoff = Duration.zero
+        var nextEmptyCheck = clock.now
+        var carried: [Completion] = []
+
+        func storeFailed(_ error: any Error, _ what: String) {
+            backoff = backoff == .zero ? .milliseconds(10) : min(backoff * 2, settings.maxStoreBackoff)
+            retryAt = clock.now.advanced(by: backoff)
+            logger.warning("store error while \(what); retrying in \(backoff)", metadata: ["error": "\(error)"])
+        }
+        func storeSucceeded() {
+            backoff = .zero
+            retryAt = nil
+        }
+
+        while true {
+            // Wait until there is something to do.
+            lock.lock()
+            var now = clock.now
+            while true {
+                now = clock.now
+                let inBackoff = retryAt.map { now < $0 } ?? false
+                var deadline = now.advanced(by: .seconds(3600))
+                func due(_ instant: ContinuousClock.Instant?) -> Bool {
+                    guard let instant else { return false }
+                    if now >= instant { return true }
+                    deadline = min(deadline, instant)
+                    return false
+                }
+                if wakeRequested { break }
+                if let retryAt, inBackoff { deadline = min(deadline, retryAt) }
+                let pendingCount = completions.count + carried.count
+                if !inBackoff, pendingCount > 0 {
+                    if case .running = phase, pendingCount < running.count, let first = firstPendingAt ?? (carried.isEmpty ? nil : now) {
+                        if due(first.advanced(by: settings.completionLinger)) { break }
+                    } else {
+                        break
+                    }
+                }
+                if case .running = phase, !inBackoff {
+                    let free = freeSlotsLocked()
+                    if free > 0 {
+                        if mayHaveMore { break }
+                        if due(nextPoll) || due(nextDue) { break }
+                    }
+                    if due(nextHeartbeat) || due(nextRecovery) { break }
+                    if settings.untilEmpty, running.isEmpty, due(nextEmptyCheck) { break }
+                }
+                if case .draining = phase {
+                    if running.isEmpty || due(shutdownDeadline) { break }
+                    if due(nextHeartbeat) { break }
+                }
+                if case .cancelling(let hard) = phase {
+                    if running.isEmpty || due(hard) { break }
+                }
+                _ = lock.wait(until: Date().addingTimeInterval(Double((deadline - now).milliseconds + 1) / 1000))
+            }
+            let woke = wakeRequested
+            wakeRequested = false
+            var batch = carried
+            carried = []
+            let inBackoff = retryAt.map { now < $0 } ?? false
+            if !inBackoff {
+                batch += completions
+                completions.removeAll(keepingCapacity: true)
+                firstPendingAt = nil
+            }
+            let requestedDeadline = shutdownDeadline
+            let runningNow = running.count
+            lock.unlock()
+
+            // Shutdown phases.
+            switch phase {
+            case .running:
+                if requestedDeadline != nil {
+                    phase = .draining
+                    logger.debug("scheduler draining", metadata: ["running": "\(runningNow)"])
+                }
+            case .draining, .cancelling:
+                break
+            }
+            if case .draining = phase, let deadline = requestedDeadline, runningNow > 0, now >= deadline {
+                logger.debug("grace period over; cancelling running tasks", metadata: ["running": "\(runningNow)"])
+                cancelAll(reason: .shutdown)
+                phase = .cancelling(now.advanced(by: settings.cancelWait))
+            }
+            if case .cancelling(let hard) = phase, runningNow > 0, now >= hard {
+                batch += forceHandBack()
+            }
+
+            // Group commit.
+            if !batch.isEmpty {
+                if inBackoff {
+                    carried = batch
+                } else {
+                    do {
+                        let applied = try complete(batch)
+                        storeSucceeded()
+                        for (completion, ok) in zip(batch, applied) where !ok {
+                            logger.warning("completion ignored: the lease was lost (the task was recovered)",
+                                           metadata: ["task": "\(completion.taskID)", "attempt": "\(completion.attempt)"])
+                        }
+                    } catch {
+                        carried = batch
+                        storeFailed(error, "recording \(batch.count) completions")
+                    }
+                }
+            }
+
+            // Stopped?
+            let isShuttingDown: Bool
+            if case .running = phase { isShuttingDown = false } else { isShuttingDown = true }
+            if isShuttingDown {
+                lock.lock()
+                let empty = running.isEmpty && completions.isEmpty
+                lock.unlock()
+                if empty && carried.isEmpty {
+                    finishLoop(flushing: [])
+                    return
+                }
+                if case .cancelling(let hard) = phase, now >= hard.advanced(by: settings.maxStoreBackoff * 2) {
+                    finishLoop(flushing: carried)
+                    return
+                }
+            }
+            if retryAt.map({ clock.now < $0 }) ?? false { continue }
+
+            // Heartbeat: extends leases and picks up cancel requests.
+            now = clock.now
+            if now >= nextHeartbeat {
+                do {
+                    let worker = settings.workerID
+                    let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                    let cancelled = try blocking { [store] in try await store.heartbeat(worker: worker, now: Date(), leaseUntil: leaseUntil) }
+                    storeSucceeded()
+                    nextHeartbeat = now.advanced(by: settings.heartbeatInterval)
+                    if !cancelled.isEmpty { cancel(ids: cancelled, reason: .cancelRequested) }
+                } catch {
+                    storeFailed(error, "heartbeating")
+                    continue
+                }
+            }
+            if case .running = phase {} else { continue }
+
+            // Recover expired leases (other workers that died).
+            if now >= nextRecovery {
+                do {
+                    let recovered = try blocking { [store] in try await store.recoverExpiredLeases(now: Date()) }
+                    storeSucceeded()
+                    nextRecovery = now.advanced(by: settings.recoveryInterval)
+                    if !recovered.isEmpty {
+                        logger.notice("recovered tasks with expired leases", metadata: ["tasks": "\(recovered)"])
+                        mayHaveMore = true
+                    }
+                } catch {
+                    storeFailed(error, "recovering expired leases")
+                    continue
+                }
+            }
+
+            // Claim up to the free slots.
+            let requests = claimRequests()
+            if requests.isEmpty {
+                if now >= nextPoll { nextPoll = now.advanced(by: settings.pollInterval) }
+                continue
+            }
+            let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false)
+            if mayHaveMore || polled || woke {
+                let claimed: [ClaimedTask]
+                do {
+                    let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                    claimed = try claim(requests, leaseUntil: leaseUntil)
+                    storeSucceeded()
+                } catch {
+                    storeFailed(error, "claiming tasks")
+                    continue
+                }
+                var filled = false
+                // A request that came back full may have more behind it.
+                var perRequest = [Int](repeating: 0, count: requests.count)
+                for task in claimed {
+                    if let index = requests.firstIndex(where: { $0.queue == task.queue && ($0.names?.contains(task.name) ?? true) }) {
+                        perRequest[index] += 1
+                    }
+                }
+                for (index, request) in requests.enumerated() where perRequest[index] >= request.limit { filled = true }
+                mayHaveMore = filled
+                if !claimed.isEmpty { dispatch(claimed) }
+                now = clock.now
+                nextPoll = now.advanced(by: settings.pollInterval)
+                if !filled {
+                    nextDue = nil
+                    if let next = try? blocking({ [store, queueNames, allNames] in
+                        try await store.nextRunAt(queues: queueNames, names: allNames)
+                    }) {
+                        // A task that came due between the claim and this query is claimed on the next turn.
+                        let wait = max(next.timeIntervalSinceNow, 0)
+                        nextDue = now.advanced(by: .milliseconds(Int64(wait * 1000) + 1))
+                    }
+                    if settings.untilEmpty, claimed.isEmpty, now >= nextEmptyCheck {
+                        nextEmptyCheck = now.advanced(by: settings.pollInterval)
+                        lock.lock()
+                        let idle = running.isEmpty && completions.isEmpty
+                        lock.unlock()
+                        if idle, carried.isEmpty,
+                           let left = try? blocking({ [store, queueNames, allNames] in
+                               try await store.countUnfinished(queues: queueNames, names: allNames)
+                           }), left == 0 {
+                            logger.debug("nothing left to run; stopping (--until-empty)")
+                            requestShutdown(grace: .zero)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private var allNames: [String] { handlers.keys.sorted() }
+
+    /// Free slots over all queues (lock held).
+    private func freeSlotsLocked() -> Int {
+        var free = 0
+        for (queue, limit) in settings.queues { free += max(0, limit - busyByQueue[queue, default: 0]) }
+        return free
+    }
+
+    /// One request per (queue, executor) with handlers, sized to the free slots of both.
+    private func claimRequests() -> [ClaimRequest] {
+        lock.lock()
+        defer { lock.unlock() }
+        var requests: [ClaimRequest] = []
+        var executorFree: [ExecutorKind: Int] = [
+            .threadPool: settings.threadPoolSize - busyByExecutor[.threadPool, default: 0],
+            .process: settings.maxProcesses - busyByExecutor[.process, default: 0],
+        ]
+        for queue in queueNames {
+            var remaining = min(settings.queues[queue, default: 0] - busyByQueue[queue, default: 0], settings.maxClaimBatch)
+            for executor in [ExecutorKind.process, .threadPool, .async] {
+                guard remaining > 0, let names = namesByExecutor[executor] else { continue }
+                let limit = executor == .async ? remaining : min(remaining, executorFree[executor, default: 0])
+                guard limit > 0 else { continue }
+                requests.append(ClaimRequest(queue: queue, names: names, limit: limit))
+                remaining -= limit
+                if executor != .async { executorFree[executor, default: 0] -= limit }
+            }
+        }
+        return requests
+    }
+
+    // MARK: Dispatch and finish
+
+    private func dispatch(_ claimed: [ClaimedTask]) {
+        var started: [Running] = []
+        started.reserveCapacity(claimed.count)
+        lock.lock()
+        for task in claimed {
+            guard let entry = handlers[task.name] else { continue }
+            let run = Running(task: task, entry: entry)
+            running[task.id] = run
+            busyByQueue[task.queue, default: 0] += 1
+            if entry.executor != .async { busyByExecutor[entry.executor, default: 0] += 1 }
+            started.append(run)
+        }
+        lock.unlock()
+        var handles: [Task<Void, Never>] = []
+        handles.reserveCapacity(started.count)
+        for run in started {
+            handles.append(Task { await self.execute(run) })
+        }
+        lock.lock()
+        for (run, handle) in zip(started, handles) {
+            run.handle = handle
+            if run.stopReason != nil { handle.cancel() }
+        }
+        lock.unlock()
+    }
+
+    private func execute(_ run: Running) async {
+        let task = run.task
+        let context = TaskContext(
+            taskID: task.id, name: task.name, queue: task.queue, attempt: task.attempt, maxAttempts: task.maxAttempts,
+            startedAt: task.startedAt, timeout: task.timeout ?? run.entry.timeout,
+            baseLogger: logger, flag: run.flag, pools: pools)
+        let end: AttemptEnd
+        switch run.entry.body {
+        case .async(let body):
+            if run.entry.executor == .process {
+                end = await Self.runDirect(body, task.payload, context)
+            } else {
+                end = await Self.runAsync(body, task.payload, context, timeout: context.timeout)
+            }
+        case .blocking(let body):
+            end = await runOnThreadPool(body, task.payload, context, timeout: context.timeout)
+        }
+        finish(run, end)
+    }
+
+    private static func classify(_ error: any Error, context: TaskContext) -> AttemptEnd {
+        if let error = error as? AttemptTimeout {
+            return .failure(outcome: .timedOut, error: error.description, retryable: true)
+        }
+        if let error = error as? ExecError, error.timedOut {
+            return .failure(outcome: .timedOut, error: error.description, retryable: true)
+        }
+        let message: String
+        if error is CancellationError {
+            message = "cancelled"
+        } else if let error = error as? any LocalizedError, let text = error.errorDescription {
+            message = text
+        } else {
+            message = String(describing: error)
+        }
+        return .failure(outcome: .failed, error: message, retryable: !(error is any NonRetryable))
+    }
+
+    private static func runDirect(
+        _ body: @Sendable (String, TaskContext) async throws -> String?, _ payload: String, _ context: TaskContext
+    ) async -> AttemptEnd {
+        do {
+            return .success(result: try await body(payload, context))
+        } catch {
+            return classify(error, context: context)
+        }
+    }
+
+    /// Runs an async handler; past its timeout it is cancelled (and awaited: cancellation is cooperative).
+    private static func runAsync(
+        _ body: @escaping @Sendable (String, TaskContext) async throws -> String?, _ payload: String,
+        _ context: TaskContext, timeout: Duration?
+    ) async -> AttemptEnd {
+        guard let timeout else { return await runDirect(body, payload, context) }
+        enum Race: Sendable { case done(AttemptEnd), timedOut }
+        return await withTaskGroup(of: Race.self) { group in
+            group.addTask { .done(await runDirect(body, payload, context)) }
+            group.addTask {
+                do { try await Task.sleep(for: timeout) } catch { return .done(.failure(outcome: .failed, error: "cancelled", retryable: true)) }
+                return .timedOut
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            switch first {
+            case .done(let end):
+                return end
+            case .timedOut:
+                context.flag.set()
+                return .failure(outcome: .timedOut, error: AttemptTimeout(limit: timeout).description, retryable: true)
+            }
+        }
+    }
+
+    /// Runs a blocking handler on a pool thread. Past its timeout (or on cancellation) the result is
+    /// discarded and the attempt ends at once; the thread's slot frees when the closure returns.
+    private func runOnThreadPool(
+        _ body: @escaping @Sendable (String, TaskContext) throws -> String?, _ payload: String,
+        _ context: TaskContext, timeout: Duration?
+    ) async -> AttemptEnd {
+        let once = OneShot<AttemptEnd>()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<AttemptEnd, Never>) in
+                once.install(continuation)
+                pools.threads.submit { state in
+                    defer { self.releaseExecutorSlot(.threadPool) }
+                    guard case .active = state else {
+                        once.resume(.failure(outcome: .failed, error: "the thread pool is shut down", retryable: true))
+                        return
+                    }
+                    if context.flag.isSet {
+                        once.resume(.failure(outcome: .failed, error: "cancelled", retryable: true))
+                        return
+                    }
+                    do {
+                        once.resume(.success(result: try body(payload, context)))
+                    } catch {
+                        once.resume(Self.classify(error, context: context))
+                    }
+                }
+                if let timeout {
+                    let timer = Task {
+                        try? await Task.sleep(for: timeout)
+                        if Task.isCancelled { return }
+                        context.flag.set()
+                        once.resume(.failure(outcome: .timedOut, error: AttemptTimeout(limit: timeout).description, retryable: true))
+                    }
+                    once.onResume { timer.cancel() }
+                }
+            }
+        } onCancel: {
+            context.flag.set()
+            once.resume(.failure(outcome: .failed, error: "cancelled", retryable: true))
+        }
+    }
+
+    private func releaseExecutorSlot(_ executor: ExecutorKind) {
+        lock.lock()
+        busyByExecutor[executor, default: 0] -= 1
+        lock.signal()
+        lock.unlock()
+    }
+
+    private func finish(_ run: Running, _ end: AttemptEnd) {
+        let task = run.task
+        let now = Date()
+        lock.lock()
+        guard let current = running[task.id], current === run else {
+            lock.unlock()
+            return
+        }
+        let reason = run.stopReason
+        lock.unlock()
+        let resolution: Completion.Resolution
+        switch (end, reason) {
+        case (.success(let result), _):
+            resolution = .succeeded(result: result)
+        case (.failure, .shutdown?):
+            resolution = .handBack(reason: "handed back: the scheduler shut down before the attempt finished")
+        case (.failure, .cancelRequested?):
+            resolution = .cancelled(reason: "cancelled on request while running")
+        case (.failure(let outcome, let error, let retryable), nil):
+            let policy = run.entry.retry
+            if !retryable || !policy.retries || task.attempt >= task.maxAttempts {
+                resolution = .dead(outcome: outcome, error: error)
+            } else {
+                let delay = policy.delay(afterAttempt: task.attempt)
+                resolution = .retry(outcome: outcome, error: error, runAt: now.addingTimeInterval(delay.seconds))
+            }
+        }
+        if case .failure(let outcome, let error, _) = end {
+            logger.debug("attempt failed", metadata: [
+                "task": "\(task.id)", "attempt": "\(task.attempt)", "name": "\(task.name)", "queue": "\(task.queue)",
+                "outcome": "\(outcome)", "error": "\(error)"])
+        }
+        let completion = Completion(taskID: task.id, attempt: task.attempt, worker: settings.workerID,
+                                    startedAt: task.startedAt, finishedAt: now, resolution: resolution)
+        lock.lock()
+        guard running.removeValue(forKey: task.id) != nil else {
+            lock.unlock()
+            return
+        }
+        if completions.isEmpty { firstPendingAt = clock.now }
+        completions.append(completion)
+        busyByQueue[task.queue, default: 0] -= 1
+        if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
+        lock.signal()
+        lock.unlock()
+    }
+
+    private func cancel(ids: [TaskID], reason: StopReason) {
+        lock.lock()
+        for id in ids {
+            guard let run = running[id], run.stopReason == nil else { continue }
+            run.stopReason = reason
+            run.flag.set()
+            run.handle?.cancel()
+        }
+        lock.unlock()
+        logger.info("cancelling running tasks on request", metadata: ["tasks": "\(ids)"])
+    }
+
+    private func cancelAll(reason: StopReason) {
+        lock.lock()
+        for run in running.values where run.stopReason == nil {
+            run.stopReason = reason
+            run.flag.set()
+            run.handle?.cancel()
+        }
+        lock.unlock()
+    }
+
+    /// Hands back every attempt still running (its handler ignored cancellation): its result is discarded.
+    private func forceHandBack() -> [Completion] {
+        let now = Date()
+        lock.lock()
+        defer { lock.unlock() }
+        let runs = Array(running.values)
+        running.removeAll()
+        for run in runs {
+            busyByQueue[run.task.queue, default: 0] -= 1
+            if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
+        }
+        if !runs.isEmpty {
+            logger.warning("handlers did not stop after cancellation; handing their tasks back",
+                           metadata: ["tasks": "\(runs.map(\.task.id))"])
+        }
+        return runs.map {
+            Completion(taskID: $0.task.id, attempt: $0.task.attempt, worker: settings.workerID, startedAt: $0.task.startedAt,
+                       finishedAt: now, resolution: .handBack(reason: "handed back: the scheduler shut down before the attempt finished"))
+        }
+    }
+
+    // MARK: Start and stop
+
+    /// Registers the worker and releases the leases of dead workers on this host. Retries store errors
+    /// with backoff; returns false if a shutdown was requested first.
+    private func startup() -> Bool {
+        var backoff = Duration.milliseconds(10)
+        while true {
+            do {
+                let now = Date()
+                let record = WorkerRecord(
+                    id: settings.workerID, host: settings.host, pid: settings.pid, queues: queueNames,
+                    taskNames: allNames, concurrency: settings.queues.values.reduce(0, +), startedAt: now, heartbeatAt: now)
+                try blocking { [store] in try await store.registerWorker(record) }
+                let workers = try blocking { [store] in try await store.workers() }
+                let dead = workers.filter {
+                    $0.host == settings.host && $0.stoppedAt == nil && $0.id != settings.workerID && Self.processIsGone($0.pid)
+                }
+                for worker in dead {
+                    let reason = "lost: worker \(worker.id) (pid \(worker.pid) on \(worker.host)) is gone"
+                    let recovered = try blocking { [store] in
+                        try await store.recoverLeases(ofWorkers: [worker.id], now: Date(), reason: reason)
+                    }
+                    try blocking { [store] in try await store.stopWorker(worker.id, at: Date()) }
+                    if !recovered.isEmpty {
+                        logger.notice("released the leases of a dead worker", metadata: [
+                            "dead_worker": "\(worker.id)", "tasks": "\(recovered.count)"])
+                    }
+                }
+                return true
+            } catch {
+                logger.warning("store error while starting; retrying in \(backoff)", metadata: ["error": "\(error)"])
+                lock.lock()
+                if shutdownDeadline != nil {
+                    lock.unlock()
+                    return false
+                }
+                _ = lock.wait(until: Date().addingTimeInterval(backoff.seconds))
+                lock.unlock()
+                backoff = min(backoff * 2, settings.maxStoreBackoff)
+            }
+        }
+    }
+
+    /// True when no process has `pid` (kill(pid, 0) fails with ESRCH).
+    static func processIsGone(_ pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        return kill(pid, 0) == -1 && errno == ESRCH
+    }
+
+    private func finishLoop(flushing leftovers: [Completion]) {
+        if !leftovers.isEmpty {
+            do { _ = try complete(leftovers) } catch {
+                logger.error("could not record completions at shutdown; their leases will expire and the tasks run again",
+                             metadata: ["error": "\(error)", "tasks": "\(leftovers.map(\.taskID))"])
+            }
+        }
+        do {
+            let worker = settings.workerID
+            try blocking { [store] in try await store.stopWorker(worker, at: Date()) }
+        } catch {
+            logger.warning("could not mark the worker stopped", metadata: ["error": "\(error)"])
+        }
+        lock.lock()
+        finished = true
+        lock.unlock()
+        logger.debug("scheduler stopped")
+    }
+
+    // MARK: Store access
+
+    private func claim(_ requests: [ClaimRequest], leaseUntil: Date) throws -> [ClaimedTask] {
+        let worker = settings.workerID
+        if let sqlite { return try sqlite.claimSync(requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
+        return try blocking { [store] in try await store.claim(requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
+    }
+
+    private func complete(_ completions: [Completion]) throws -> [Bool] {
+        if let sqlite { return try sqlite.completeSync(completions) }
+        return try blocking { [store] in try await store.complete(completions) }
+    }
+
+    /// Runs an async store call from the loop thread (not a cooperative thread, so waiting is fine).
+    private func blocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+        let semaphore = DispatchSemaphore(value: 0)
+        let box = Mutex<Result<T, any Error>?>(nil)
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            box.withLock { $0 = result }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        return try box.withLock { $0! }.get()
+    }
+}
+
+/// A continuation resumed once, by whichever of several racers comes first.
+final class OneShot<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, Never>?
+        var value: T?
+        var resumed = false
+        var onResume: [@Sendable () -> Void] = []
+    }
+    private let state = Mutex(State())
+
+    func install(_ continuation: CheckedContinuation<T, Never>) {
+        let value = state.withLock { state -> T? in
+            if let value = state.value, !state.resumed {
+                state.resumed = true
+                return value
+            }
+            state.continuation = continuation
+            return nil
+        }
+        if let value { continuation.resume(returning: value) }
+    }
+
+    func resume(_ value: T) {
+        let (continuation, hooks) = state.withLock { state -> (CheckedContinuation<T, Never>?, [@Sendable () -> Void]) in
+            guard !state.resumed, state.value == nil else { return (nil, []) }
+            guard let continuation = state.continuation else {
+                state.value = value
+                return (nil, state.onResume)
+            }
+            state.resumed = true
+            state.continuation = nil
+            return (continuation, state.onResume)
+        }
+        continuation?.resume(returning: value)
+        for hook in hooks { hook() }
+    }
+
+    func onResume(_ hook: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state -> Bool in
+            if state.resumed || state.value != nil { return true }
+            state.onResume.append(hook)
+            return false
+        }
+        if runNow { hook() }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `TimeInterval`.
+    var seconds: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

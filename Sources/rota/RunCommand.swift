@@ -1,0 +1,143 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import Rota
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rota run`: runs a scheduler with the built-in `exec` task until SIGTERM/SIGINT (or, with
+/// `--until-empty`, until nothing it can run is left).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a scheduler for `exec` tasks (and schedules) until stopped.",
+        discussion: """
+            Claims due `exec` tasks of the given queues and runs each command in its own process group.
+            SIGTERM or SIGINT drains: no new claims, running commands get --grace seconds to finish, then
+            they are terminated and their tasks handed back (run again at once on the next start); a second
+            signal ends the grace at once. Exits 0 after a drain.
+
+            Examples:
+              rota run --db /var/lib/rota/rota.db --concurrency 4
+              rota run --until-empty --queue default --queue maintenance
+            """
+    )
+
+    enum DurabilityOption: String, ExpressibleByArgument, CaseIterable {
+        case full, normal
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: ArgumentHelp("Load cron schedules from the files in this directory (SIGHUP reloads them).", valueName: "dir"))
+    var schedules: String?
+
+    @Option(name: .long, help: "Tasks run at once per queue.")
+    var concurrency: Int = 4
+
+    @Flag(name: .long, help: "Exit 0 once no task this scheduler can run is scheduled or running.")
+    var untilEmpty = false
+
+    @Option(name: .customLong("queue"), help: ArgumentHelp("A queue to serve (repeatable; default: default).", valueName: "name"))
+    var queues: [String] = []
+
+    @Option(name: .long, help: "full: every commit survives power loss; normal: faster, survives a process crash.")
+    var durability: DurabilityOption = .full
+
+    @Option(name: .long, help: "Seconds running tasks get to finish after SIGTERM/SIGINT.")
+    var grace: Double = 30
+
+    @Option(name: .long, help: "Milliseconds between polls for tasks enqueued by other processes.")
+    var pollMs: Int = 50
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "notice"
+
+    func validate() throws {
+        if concurrency < 1 { throw ValidationError("--concurrency must be 1 or more, got \(concurrency)") }
+        if grace < 0 { throw ValidationError("--grace must be 0 or more, got \(grace)") }
+        if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more, got \(pollMs)") }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")
+        }
+        if let bad = queues.first(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw ValidationError("--queue must not be empty (got '\(bad)')")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let store = try global.openStore(.create, durability: durability == .full ? .full : .normal)
+        let queueNames = queues.isEmpty ? ["default"] : Array(Set(queues))
+        var configuration = Scheduler.Configuration(
+            queues: Dictionary(uniqueKeysWithValues: queueNames.map { ($0, concurrency) }),
+            maxProcesses: concurrency * queueNames.count,
+            pollInterval: .milliseconds(pollMs),
+            shutdownGrace: .milliseconds(Int64(grace * 1000)),
+            untilEmpty: untilEmpty)
+        configuration.threadPoolSize = 1
+        let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
+        try scheduler.registerExec()
+        let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
+        let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
+            // The first signal drains with the configured grace; the next one ends the grace at once.
+            scheduler.shutdown(grace: count == 1 ? nil : .zero)
+        }
+        // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules.
+        let hangup = cron.map { service in SignalHandler(signals: [SIGHUP]) { _ in _ = try? service.reload() } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await scheduler.run() }
+            if let cron { group.addTask { try await cron.run() } }
+            try await group.next()  // the scheduler finished (drained, or --until-empty): stop firing
+            group.cancelAll()
+        }
+        signals.cancel()
+        hangup?.cancel()
+    }
+}
+
+/// Loads the cron schedules of `directory` into the store; any error in any file is fatal at start-up
+/// (every error is printed as `file:line:column: message`) and nothing is loaded.
+func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> ScheduleService {
+    let service = ScheduleService(store: store, directory: directory, logger: Logger(label: "rota.schedules"))
+    if case .rejected(let errors) = try store.loadSchedules(directory: directory) {
+        FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
+        throw CLIError.usage("--schedules \(directory): \(errors.count) errors; no schedule was loaded")
+    }
+    return service
+}
+
+/// Counts SIGTERM/SIGINT deliveries and calls `handler` with the count (1 for the first signal).
+final class SignalHandler {
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32], handler: @escaping @Sendable (Int) -> Void) {
+        let queue = DispatchQueue(label: "rota.signals")
+        let counter = SignalCounter()
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { handler(counter.increment()) }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { for source in sources { source.cancel() } }
+}
+
+/// A counter touched only on the signal queue.
+private final class SignalCounter: @unchecked Sendable {
+    private var count = 0
+    func increment() -> Int {
+        count += 1
+        return count
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Rota
+
+@Suite("Scheduler")
+struct SchedulerTests {
+    struct Greeting: Codable, Sendable, Equatable { var name: String }
+    struct Reply: Codable, Sendable, Equatable { var text: String }
+
+    @Test func runsATypedAsyncHandlerAndRecordsItsResult() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
+        try scheduler.register("greet") { (payload: Greeting, context) in
+            Reply(text: "hello \(payload.name), attempt \(context.attempt)")
+        }
+        let id = try await scheduler.enqueue("greet", payload: Greeting(name: "ada"))
+        try await runUntilEmpty(scheduler)
+        let task = try #require(try await scheduler.task(id))
+        #expect(task.state == .succeeded)
+        #expect(task.result == #"{"text":"hello ada, attempt 1"}"#)
+        let attempts = try await scheduler.attempts(of: id)
+        #expect(attempts.map(\.outcome) == [.succeeded])
+    }
+
+    @Test func anInProcessEnqueueWakesAnIdleSchedulerAtOnce() async throws {
+        let db = try TempDatabase()
+        var configuration = testConfiguration()
+        configuration.pollInterval = .seconds(600)
+        let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        let ran = Event()
+        try scheduler.register("ping") { (_: Empty, _) in ran.fulfill(); return Empty() }
+        let running = RunningScheduler(scheduler)
+        try await Task.sleep(for: .milliseconds(100))  // let it go idle on its (long) poll
+        let start = ContinuousClock.now
+        try await scheduler.enqueue("ping")
+        try await within(.seconds(5), "the handler") { await ran.wait() }
+        #expect(ContinuousClock.now - start < .seconds(2))
+        try await running.stop()
+    }
+
+    @Test func aTaskDueLaterRunsWhenItsRunAtArrivesWithoutWaitingForAPoll() async throws {
+        let db = try TempDatabase()
+        var configuration = testConfiguration()
+        configuration.pollInterval = .seconds(600)
+        let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        let ran = Event()
+        let startedAt = Mutex<Date?>(nil)
+        try scheduler.register("later") { (_: Empty, _) in
+            startedAt.withLock { $0 = Date() }
+            ran.fulfill()
+            return Empty()
+        }
+        let running = RunningScheduler(scheduler)
+        let enqueuedAt = Date()
+        try await scheduler.enqueue("later", after: .milliseconds(300))
+        try await within(.seconds(10), "the delayed handler") { await ran.wait() }
+        let delay = try #require(startedAt.withLock { $0 }).timeIntervalSince(enqueuedAt)
+        #expect(delay >= 0.29)
+        #expect(delay < 3)
+        try await running.stop()
+    }
+
+    @Test func asyncHandlersRunConcurrentlyUpToTheQueueLimitAndNoFurther() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["default": 3], untilEmpty: true),
+                                  logger: testLogger)
+        let gauge = ConcurrencyGauge()
+        try scheduler.register("work") { (_: Empty, _) in
+            gauge.enter()
+            defer { gauge.leave() }
+            try await Task.sleep(for: .milliseconds(30))
+            return Empty()
+        }
+        for _ in 0..<15 { try await scheduler.enqueue("work") }
+        try await runUntilEmpty(scheduler)
+        #expect(gauge.total == 15)
+        #expect(gauge.peak == 3)
+    }
+
+    @Test func eachQueueHasItsOwnConcurrency() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["a": 1, "b": 4], untilEmpty: true),
+                                  logger: testLogger)
+        let gaugeA = ConcurrencyGauge()
+        let gaugeB = ConcurrencyGauge()
+        try scheduler.register("work") { (payload: String, _) in
+            let gauge = payload == "a" ? gaugeA : gaugeB
+            gauge.enter()
+            defer { gauge.leave() }
+            try await Task.sleep(for: .milliseconds(30))
+            return Empty()
+        }
+        for _ in 0..<6 {
+            try await scheduler.enqueue("work", payload: "a", queue: "a")
+            try await scheduler.enqueue("work", payload: "b", queue: "b")
+        }
+        try await runUntilEmpty(scheduler)
+        #expect(gaugeA.total == 6 && gaugeB.total == 6)
+        #expect(gaugeA.peak == 1)
+        #expect(gaugeB.peak == 4)
+    }
+
+    @Test func aPayloadThatCannotBeDecodedKillsTheTaskWithAReadableError() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
+        try scheduler.register("greet") { (payload: Greeting, _) in Reply(text: payload.name) }
+        let id = try await scheduler.enqueue(TaskSpec(name: "greet", payload: #"{"nom":"x"}"#, maxAttempts: 5)).id
+        try await runUntilEmpty(scheduler)
+        let task = try #require(try await scheduler.task(id))
+        #expect(task.state == .dead)
+        #expect(task.attempts == 1)
+        #expect(task.lastError?.contains("missing key 'name'") == true)
+    }
+
+    @Test func aResultThatCannotBeEncodedFailsTheAttemptAndFollowsTheRetryPolicy() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
+        try scheduler.register("nan", retry: .fixed(maxAttempts: 2, delay: .milliseconds(10))) { (_: Empty, _) in Double.nan }
+        let id = try await scheduler.enqueue("nan")
+        try await runUntilEmpty(scheduler)
+        let attempts = try await scheduler.attempts(of: id)
+        #expect(attempts.map(\.outcome) == [.failed, .failed])
+        #expect(attempts.allSatisfy { $0.error?.contains("cannot be encoded") == true })
+        #expect(try await scheduler.task(id)?.state == .dead)
+    }
+
+    @Test func aTaskNameWithoutAHandlerIsNotClaimedAndStaysScheduled() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
+        try scheduler.register("known") { (_: Empty, _) in Empty() }
+        let known = try await scheduler.enqueue("known")
+        let unknown = try await scheduler.enqueue(TaskSpec(name: "unknown")).id
+        try await runUntilEmpty(scheduler)
+        #expect(try await scheduler.task(known)?.state == .succeeded)
+        #expect(try await scheduler.task(unknown)?.state == .scheduled)
+        #expect(try await scheduler.task(unknown)?.attempts == 0)
+    }
+
+    @Test func registeringAfterStartIsRefused() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(), logger: testLogger)
+        try scheduler.register("a") { (_: Empty, _) in Empty() }
+        let running = RunningScheduler(scheduler)
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(throws: RotaError.self) { try scheduler.register("b") { (_: Empty, _) in Empty() } }
+        try await running.stop()
+    }
+
+    @Test func theWorkerIsRegisteredWithItsNamesAndMarkedStoppedAtTheEnd() async throws {
+        let db = try TempDatabase()
+        let store = try db.store()
+        let scheduler = Scheduler(store: store, configuration: testConfiguration(untilEmpty: true), logger: testLogger)
+        try scheduler.register("a") { (_: Empty, _) in Empty() }
+        try scheduler.registerExec()
+        try await runUntilEmpty(scheduler)
+        let worker = try #require(try await store.workers().first { $0.id == scheduler.workerID })
+        #expect(worker.taskNames == ["a", "exec"])
+        #expect(worker.stoppedAt != nil)
+    }
+}
