@@ -65,19 +65,11 @@ enum Rota {
     }()
 
     /// Runs `rota ARGS…` with a clean environment (no ROTA_DB, NO_COLOR, COLUMNS, LINES or TERM unless given)
-    /// and waits for it. stdout and stderr go to files, so large outputs never block on a pipe.
+    /// and waits for it without blocking a thread (tests share Swift's small cooperative pool with the
+    /// scheduler's timing-sensitive tests). stdout and stderr go to files, so large outputs never block on a pipe.
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) throws -> CLIResult {
-        let running = try start(arguments, environment: environment)
-        let deadline = ContinuousClock.now + timeout
-        while running.process.isRunning {
-            if ContinuousClock.now > deadline {
-                running.process.terminate()
-                throw TestFailure("rota \(arguments.joined(separator: " ")) did not finish within \(timeout)")
-            }
-            usleep(2_000)
-        }
-        return running.wait()
+    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) async throws -> CLIResult {
+        try await start(arguments, environment: environment).finish(timeout: timeout)
     }
 
     /// A started `rota` process whose output is collected in files.
@@ -95,9 +87,17 @@ enum Rota {
             self.directory = directory
         }
 
-        /// Waits for the process and returns what it did. Records an issue when the command fell back to
-        /// the default `./rota.db` (a test that meant to pass --db did not).
-        func wait() -> CLIResult {
+        /// Waits (polling, without blocking a thread) for the process and returns what it did. Records an
+        /// issue when the command fell back to the default `./rota.db` (a test that meant to pass --db did not).
+        func finish(timeout: Duration = .seconds(300)) async throws -> CLIResult {
+            let deadline = ContinuousClock.now + timeout
+            while process.isRunning {
+                if ContinuousClock.now > deadline {
+                    process.terminate()
+                    throw TestFailure("rota \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+                }
+                try await Task.sleep(for: .milliseconds(3))
+            }
             process.waitUntilExit()
             let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
@@ -151,30 +151,30 @@ final class TempDatabase: @unchecked Sendable {
 
     /// Runs `rota ARGS… --db PATH` (`--db PATH` goes before a `--`, after which everything is a command).
     @discardableResult
-    func rota(_ arguments: String..., environment: [String: String] = [:]) throws -> CLIResult {
-        try rota(arguments: arguments, environment: environment)
+    func rota(_ arguments: String..., environment: [String: String] = [:]) async throws -> CLIResult {
+        try await rota(arguments: arguments, environment: environment)
     }
 
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
-    func rota(arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
+    func rota(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
         var arguments = arguments
         arguments.insert(contentsOf: ["--db", path], at: arguments.firstIndex(of: "--") ?? arguments.endIndex)
-        return try Rota.run(arguments, environment: environment)
+        return try await Rota.run(arguments, environment: environment)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),
     /// 81–85 cancelled, 86–98 scheduled, 99–100 running. Queue `q((id−1) mod 5)`, name `bench.((id−1) mod 20)`.
-    static func seeded() throws -> TempDatabase {
+    static func seeded() async throws -> TempDatabase {
         let db = try TempDatabase()
-        let result = try db.rota("_dev", "populate", "--count", "100")
+        let result = try await db.rota("_dev", "populate", "--count", "100")
         guard result.status == 0 else { throw TestFailure("populate failed: \(result)") }
         return db
     }
 
     /// Enqueues a task with `rota enqueue ARGS…` and returns its id.
-    func enqueue(_ arguments: String...) throws -> Int {
-        let result = try rota(arguments: ["enqueue"] + arguments)
+    func enqueue(_ arguments: String...) async throws -> Int {
+        let result = try await rota(arguments: ["enqueue"] + arguments)
         guard result.status == 0, let id = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw TestFailure("enqueue failed: \(result)")
         }
@@ -182,14 +182,14 @@ final class TempDatabase: @unchecked Sendable {
     }
 
     /// The task `id` as `rota show --json` prints it.
-    func task(_ id: Int) throws -> [String: Any] {
-        let result = try rota("show", String(id), "--json")
+    func task(_ id: Int) async throws -> [String: Any] {
+        let result = try await rota("show", String(id), "--json")
         guard result.status == 0 else { throw TestFailure("show \(id) failed: \(result)") }
         return try result.object()
     }
 
     /// The state of task `id`.
-    func state(_ id: Int) throws -> String { try task(id)["state"] as? String ?? "?" }
+    func state(_ id: Int) async throws -> String { try await task(id)["state"] as? String ?? "?" }
 }
 
 /// True when `text` contains an ANSI escape sequence.
