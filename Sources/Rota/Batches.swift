@@ -51,11 +51,12 @@ public struct BatchStatus: Sendable, Equatable {
     /// Items still to finish.
     public var remaining: Int { max(0, batch.total - batch.finished) }
 
-    /// Finished items per second: over the last minute when items finished then, else overall.
+    /// Finished items per second: over the span of the recent finishes (at most the last minute).
     public var rate: Double? {
-        if finishedLastMinute > 0 { return Double(finishedLastMinute) / 60 }
-        guard let first = firstFinishedAt, let last = lastFinishedAt, last > first else { return nil }
-        return Double(batch.finished) / last.timeIntervalSince(first)
+        guard let first = firstFinishedAt, let last = lastFinishedAt else { return nil }
+        let span = last.timeIntervalSince(first)
+        if span < 60 { return Double(batch.finished) / max(span, 1) }
+        return finishedLastMinute > 0 ? Double(finishedLastMinute) / 60 : Double(batch.finished) / span
     }
 
     /// Seconds until every item finishes at the current rate.

@@ -107,9 +107,15 @@ struct RunCommand: AsyncParsableCommand {
 /// (every error is printed as `file:line:column: message`) and nothing is loaded.
 func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> ScheduleService {
     let service = ScheduleService(store: store, directory: directory, logger: Logger(label: "rota.schedules"))
-    if case .rejected(let errors) = try store.loadSchedules(directory: directory) {
+    switch try store.loadSchedules(directory: directory) {
+    case .rejected(let errors):
         FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
         throw CLIError.usage("--schedules \(directory): \(errors.count) errors; no schedule was loaded")
+    case .synced(let result, let loaded):
+        Logger(label: "rota.schedules").notice("schedules loaded", metadata: [
+            "directory": "\(directory)", "schedules": "\(loaded.specs.count)", "added": "\(result.added.count)",
+            "changed": "\(result.changed.count)", "removed": "\(result.removed.count)",
+        ])
     }
     return service
 }

@@ -155,12 +155,16 @@ final class TempDatabase: @unchecked Sendable {
         try await rota(arguments: arguments, environment: environment)
     }
 
+    /// `arguments` with `--db PATH` added: at the end, or before a `--` (after which all is the command's).
+    func withDatabase(_ arguments: [String]) -> [String] {
+        guard let separator = arguments.firstIndex(of: "--") else { return arguments + ["--db", path] }
+        return Array(arguments[..<separator]) + ["--db", path] + Array(arguments[separator...])
+    }
+
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
     func rota(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
-        var arguments = arguments
-        arguments.insert(contentsOf: ["--db", path], at: arguments.firstIndex(of: "--") ?? arguments.endIndex)
-        return try await Rota.run(arguments, environment: environment)
+        try await Rota.run(withDatabase(arguments), environment: environment)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),

@@ -97,6 +97,27 @@ private func faultRun(_ arguments: [String], in directory: FaultDirectory, stdin
 
 private final class DataBox: @unchecked Sendable { var data = Data() }
 
+/// Runs each job on a thread of its own: blocking test work (waiting on processes, sleeping between kills)
+/// then never holds one of the few cooperative threads that other tests' schedulers need.
+final class BlockingWorkExecutor: TaskExecutor {
+    static let shared = BlockingWorkExecutor()
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        let thread = Thread { job.runSynchronously(on: executor) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
+
+/// Runs `body` (which may block) off the cooperative pool, in the same task: `#expect` still reports to the test.
+private func offPool(_ body: () throws -> Void) async throws {
+    try await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+        try body()
+    }
+}
+
 /// Reads the database through its own connection.
 private func faultQuery(_ path: String, _ sql: String) throws -> [[String]] {
     let db = try Connection(path: path, options: .init(mode: .readOnly, quickCheck: false))
@@ -155,136 +176,152 @@ private func faultCount(_ path: String, _ sql: String) throws -> Int { Int(try f
         print("kill-loop schedulers=\(schedulers) items=\(items) kills=\(kills) lost_attempts=\(lost) duplicated_side_effects=\(duplicates) seconds=\(String(format: "%.1f", elapsed))")
     }
 
-    @Test func aSchedulerKilledAtRandomLosesNothingAndDoublesNoResult() throws {
-        try killLoop(schedulers: 1, items: longRun ? 100_000 : 2_000, kills: longRun ? 100 : 10)
+    @Test func aSchedulerKilledAtRandomLosesNothingAndDoublesNoResult() async throws {
+        try await offPool {
+            try killLoop(schedulers: 1, items: longRun ? 100_000 : 2_000, kills: longRun ? 100 : 10)
+        }
     }
 
-    @Test func twoSchedulersKilledIndependentlyLoseNothingAndDoubleNoResult() throws {
-        try killLoop(schedulers: 2, items: longRun ? 50_000 : 1_000, kills: longRun ? 60 : 8)
+    @Test func twoSchedulersKilledIndependentlyLoseNothingAndDoubleNoResult() async throws {
+        try await offPool {
+            try killLoop(schedulers: 2, items: longRun ? 50_000 : 1_000, kills: longRun ? 60 : 8)
+        }
     }
 
-    @Test func aBatchSubmissionKilledHalfwayCompletesOnResubmissionWithoutDuplicates() throws {
-        let dir = try FaultDirectory()
-        let db = dir.file("rota.db"), file = dir.file("items.jsonl")
-        let items = longRun ? 1_000_000 : 100_000
-        var text = ""
-        text.reserveCapacity(items * 40)
-        for item in 1...items { text += #"{"name": "convert", "payload": {"item": \#(item)}}"# + "\n" }
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        var killedPartway = false
-        for delay: UInt32 in [300_000, 600_000, 1_200_000] where !killedPartway {
-            let submit = try faultStart(["batch", "submit", "--db", db, "--name", "convert", file], in: dir)
-            usleep(delay)
-            if submit.isRunning {
-                sigkill(submit.processIdentifier)
-                submit.waitUntilExit()
-                let partial = try? faultCount(db, "SELECT count(*) FROM tasks")
-                killedPartway = (partial ?? 0) < items
-            } else {
-                submit.waitUntilExit()
+    @Test func aBatchSubmissionKilledHalfwayCompletesOnResubmissionWithoutDuplicates() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db"), file = dir.file("items.jsonl")
+            let items = longRun ? 1_000_000 : 100_000
+            var text = ""
+            text.reserveCapacity(items * 40)
+            for item in 1...items { text += #"{"name": "convert", "payload": {"item": \#(item)}}"# + "\n" }
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            var killedPartway = false
+            for delay: UInt32 in [300_000, 600_000, 1_200_000] where !killedPartway {
+                let submit = try faultStart(["batch", "submit", "--db", db, "--name", "convert", file], in: dir)
+                usleep(delay)
+                if submit.isRunning {
+                    sigkill(submit.processIdentifier)
+                    submit.waitUntilExit()
+                    let partial = try? faultCount(db, "SELECT count(*) FROM tasks")
+                    killedPartway = (partial ?? 0) < items
+                } else {
+                    submit.waitUntilExit()
+                }
             }
+            let again = try faultRun(["batch", "submit", "--db", db, "--name", "convert", file], in: dir)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(try faultCount(db, "SELECT count(*) FROM tasks") == items)
+            #expect(try faultCount(db, "SELECT count(DISTINCT batch_item) FROM tasks") == items)
+            #expect(try faultQuery(db, "SELECT total, sealed FROM batches") == [["\(items)", "1"]])
+            #expect(try faultQuery(db, "PRAGMA integrity_check") == [["ok"]])
         }
-        let again = try faultRun(["batch", "submit", "--db", db, "--name", "convert", file], in: dir)
-        #expect(again.status == 0, "\(again.stderr)")
-        #expect(try faultCount(db, "SELECT count(*) FROM tasks") == items)
-        #expect(try faultCount(db, "SELECT count(DISTINCT batch_item) FROM tasks") == items)
-        #expect(try faultQuery(db, "SELECT total, sealed FROM batches") == [["\(items)", "1"]])
-        #expect(try faultQuery(db, "PRAGMA integrity_check") == [["ok"]])
     }
 
-    @Test func aBadLineRejectsTheWholeSubmissionNamingFileAndLine() throws {
-        let dir = try FaultDirectory()
-        let db = dir.file("rota.db"), file = dir.file("items.jsonl")
-        try """
-            {"name": "ok", "payload": {}}
-            {"name": "ok", "payload": {"a": 1,}}
-            {"argv": []}
-            {"nmae": "typo"}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-        let result = try faultRun(["batch", "submit", "--db", db, "--name", "bad", file], in: dir)
-        #expect(result.status == 2)
-        #expect(result.stderr.contains("items.jsonl:2:"))
-        #expect(result.stderr.contains("items.jsonl:3:"))
-        #expect(result.stderr.contains("items.jsonl:4:") && result.stderr.contains("nmae"))
-        let written = FileManager.default.fileExists(atPath: db) ? try faultCount(db, "SELECT count(*) FROM tasks") : 0
-        #expect(written == 0)
-    }
-
-    @Test func aCommandThatCrashesOrHangsFailsItsAttemptAndTheSchedulerGoesOn() throws {
-        let dir = try FaultDirectory()
-        let db = dir.file("rota.db")
-        let lines = [
-            #"{"argv": ["sh", "-c", "kill -9 $$"], "key": "crash"}"#,
-            #"{"argv": ["sleep", "600"], "key": "hang"}"#,
-            #"{"argv": ["sh", "-c", "echo fine"], "key": "fine"}"#,
-        ].joined(separator: "\n")
-        #expect(try faultRun(["batch", "submit", "--db", db, "--name", "faults", "--max-attempts", "1", "-"], in: dir, stdin: lines).status == 0)
-        // The hanging command gets a timeout of one second.
-        let db2 = try Connection(path: db, options: .init(quickCheck: false))
-        try db2.execute("UPDATE tasks SET timeout_ms = 1000 WHERE batch_item = 'hang'")
-        let run = try faultRun(["run", "--db", db, "--until-empty", "--grace", "1"], in: dir, timeout: 120)
-        #expect(run.status == 0, "\(run.stderr)")
-        let states = try faultQuery(db, "SELECT batch_item, state FROM tasks ORDER BY batch_item")
-        #expect(states == [["crash", "dead"], ["fine", "succeeded"], ["hang", "dead"]])
-        let outcomes = try faultQuery(db, "SELECT t.batch_item, a.outcome, coalesce(a.error, '') FROM attempts a JOIN tasks t ON t.id = a.task_id ORDER BY t.batch_item")
-        #expect(outcomes.first { $0[0] == "hang" }?[1] == "timed_out")
-        #expect(outcomes.first { $0[0] == "crash" }?[1] == "failed")
-        #expect(outcomes.first { $0[0] == "crash" }?[2].isEmpty == false)
-    }
-
-    @Test func aDatabaseLockedByAnotherProcessGivesAClearErrorAndChangesNothing() throws {
-        let dir = try FaultDirectory()
-        let db = dir.file("rota.db")
-        #expect(try faultRun(["migrate", "--db", db], in: dir).status == 0)
-        let holder = try Connection(path: db, options: .init(quickCheck: false))
-        try holder.execute("BEGIN IMMEDIATE")
-        let result = try faultRun(["batch", "submit", "--db", db, "--name", "x", "-"], in: dir, stdin: #"{"argv": ["true"]}"#, timeout: 60)
-        try holder.execute("ROLLBACK")
-        #expect(result.status == 1)
-        #expect(result.stderr.contains("locked"))
-        #expect(try faultCount(db, "SELECT count(*) FROM batches") == 0)
-    }
-
-    @Test func aCorruptFileAndANewerDatabaseAreRefusedAndLeftAsTheyWere() throws {
-        let dir = try FaultDirectory()
-        let junk = dir.file("junk.db")
-        let bytes = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-        try bytes.write(to: URL(fileURLWithPath: junk))
-        let refused = try faultRun(["run", "--db", junk, "--until-empty"], in: dir)
-        #expect(refused.status == 1)
-        #expect(refused.stderr.contains("not a SQLite database"))
-        #expect(try Data(contentsOf: URL(fileURLWithPath: junk)) == bytes)
-
-        let newer = dir.file("newer.db")
-        #expect(try faultRun(["migrate", "--db", newer], in: dir).status == 0)
-        do {  // closed (and checkpointed) before the bytes are taken
-            let db = try Connection(path: newer, options: .init(quickCheck: false))
-            try db.execute("INSERT INTO rota_migrations(version, name, checksum, applied_at) VALUES (99, 'future', 'x', 0)")
+    @Test func aBadLineRejectsTheWholeSubmissionNamingFileAndLine() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db"), file = dir.file("items.jsonl")
+            try """
+                {"name": "ok", "payload": {}}
+                {"name": "ok", "payload": {"a": 1,}}
+                {"argv": []}
+                {"nmae": "typo"}
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            let result = try faultRun(["batch", "submit", "--db", db, "--name", "bad", file], in: dir)
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("items.jsonl:2:"))
+            #expect(result.stderr.contains("items.jsonl:3:"))
+            #expect(result.stderr.contains("items.jsonl:4:") && result.stderr.contains("nmae"))
+            let written = FileManager.default.fileExists(atPath: db) ? try faultCount(db, "SELECT count(*) FROM tasks") : 0
+            #expect(written == 0)
         }
-        let before = try Data(contentsOf: URL(fileURLWithPath: newer))
-        let result = try faultRun(["batch", "submit", "--db", newer, "--name", "x", "-"], in: dir, stdin: #"{"argv": ["true"]}"#)
-        #expect(result.status == 1)
-        #expect(result.stderr.contains("newer"))
-        #expect(try Data(contentsOf: URL(fileURLWithPath: newer)) == before)
     }
 
-    @Test func aPerSecondScheduleKilledAndRestartedHasExactlyOneTaskPerFireInstant() throws {
-        let dir = try FaultDirectory()
-        let db = dir.file("rota.db")
-        try FileManager.default.createDirectory(atPath: dir.file("schedules"), withIntermediateDirectories: true)
-        try "* * * * * *  tick  missed=all  exec true\n".write(toFile: dir.file("schedules/tick.cron"), atomically: true, encoding: .utf8)
-        for _ in 0..<(longRun ? 20 : 4) {
-            let runner = try faultStart(["run", "--db", db, "--schedules", dir.file("schedules"), "--durability", "normal"], in: dir)
-            usleep(UInt32.random(in: 700_000...1_600_000))
-            sigkill(runner.processIdentifier)
-            runner.waitUntilExit()
-            usleep(300_000)
+    @Test func aCommandThatCrashesOrHangsFailsItsAttemptAndTheSchedulerGoesOn() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db")
+            let lines = [
+                #"{"argv": ["sh", "-c", "kill -9 $$"], "key": "crash"}"#,
+                #"{"argv": ["sleep", "600"], "key": "hang"}"#,
+                #"{"argv": ["sh", "-c", "echo fine"], "key": "fine"}"#,
+            ].joined(separator: "\n")
+            #expect(try faultRun(["batch", "submit", "--db", db, "--name", "faults", "--max-attempts", "1", "-"], in: dir, stdin: lines).status == 0)
+            // The hanging command gets a timeout of one second.
+            let db2 = try Connection(path: db, options: .init(quickCheck: false))
+            try db2.execute("UPDATE tasks SET timeout_ms = 1000 WHERE batch_item = 'hang'")
+            let run = try faultRun(["run", "--db", db, "--until-empty", "--grace", "1"], in: dir, timeout: 120)
+            #expect(run.status == 0, "\(run.stderr)")
+            let states = try faultQuery(db, "SELECT batch_item, state FROM tasks ORDER BY batch_item")
+            #expect(states == [["crash", "dead"], ["fine", "succeeded"], ["hang", "dead"]])
+            let outcomes = try faultQuery(db, "SELECT t.batch_item, a.outcome, coalesce(a.error, '') FROM attempts a JOIN tasks t ON t.id = a.task_id ORDER BY t.batch_item")
+            #expect(outcomes.first { $0[0] == "hang" }?[1] == "timed_out")
+            #expect(outcomes.first { $0[0] == "crash" }?[1] == "failed")
+            #expect(outcomes.first { $0[0] == "crash" }?[2].isEmpty == false)
         }
-        let fires = try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tick'")
-        #expect(fires >= 3)
-        #expect(try faultCount(db, "SELECT count(DISTINCT fire_at) FROM tasks WHERE schedule = 'tick'") == fires)
-        // Fire instants are whole seconds.
-        #expect(try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tick' AND fire_at % 1000 != 0") == 0)
+    }
+
+    @Test func aDatabaseLockedByAnotherProcessGivesAClearErrorAndChangesNothing() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db")
+            #expect(try faultRun(["migrate", "--db", db], in: dir).status == 0)
+            let holder = try Connection(path: db, options: .init(quickCheck: false))
+            try holder.execute("BEGIN IMMEDIATE")
+            let result = try faultRun(["batch", "submit", "--db", db, "--name", "x", "-"], in: dir, stdin: #"{"argv": ["true"]}"#, timeout: 60)
+            try holder.execute("ROLLBACK")
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("locked"))
+            #expect(try faultCount(db, "SELECT count(*) FROM batches") == 0)
+        }
+    }
+
+    @Test func aCorruptFileAndANewerDatabaseAreRefusedAndLeftAsTheyWere() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let junk = dir.file("junk.db")
+            let bytes = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            try bytes.write(to: URL(fileURLWithPath: junk))
+            let refused = try faultRun(["run", "--db", junk, "--until-empty"], in: dir)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("not a SQLite database"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: junk)) == bytes)
+
+            let newer = dir.file("newer.db")
+            #expect(try faultRun(["migrate", "--db", newer], in: dir).status == 0)
+            do {  // closed (and checkpointed) before the bytes are taken
+                let db = try Connection(path: newer, options: .init(quickCheck: false))
+                try db.execute("INSERT INTO rota_migrations(version, name, checksum, applied_at) VALUES (99, 'future', 'x', 0)")
+            }
+            let before = try Data(contentsOf: URL(fileURLWithPath: newer))
+            let result = try faultRun(["batch", "submit", "--db", newer, "--name", "x", "-"], in: dir, stdin: #"{"argv": ["true"]}"#)
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("newer"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: newer)) == before)
+        }
+    }
+
+    @Test func aPerSecondScheduleKilledAndRestartedHasExactlyOneTaskPerFireInstant() async throws {
+        try await offPool {
+            let dir = try FaultDirectory()
+            let db = dir.file("rota.db")
+            try FileManager.default.createDirectory(atPath: dir.file("schedules"), withIntermediateDirectories: true)
+            try "* * * * * *  tick  missed=all  exec true\n".write(toFile: dir.file("schedules/tick.cron"), atomically: true, encoding: .utf8)
+            for _ in 0..<(longRun ? 20 : 4) {
+                let runner = try faultStart(["run", "--db", db, "--schedules", dir.file("schedules"), "--durability", "normal"], in: dir)
+                usleep(UInt32.random(in: 700_000...1_600_000))
+                sigkill(runner.processIdentifier)
+                runner.waitUntilExit()
+                usleep(300_000)
+            }
+            let fires = try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tick'")
+            #expect(fires >= 3)
+            #expect(try faultCount(db, "SELECT count(DISTINCT fire_at) FROM tasks WHERE schedule = 'tick'") == fires)
+            // Fire instants are whole seconds.
+            #expect(try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tick' AND fire_at % 1000 != 0") == 0)
+        }
     }
 }
 
