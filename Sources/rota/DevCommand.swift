@@ -81,6 +81,9 @@ struct DevCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The worker id to register.")
         var worker: String = "churn-\(ProcessInfo.processInfo.processIdentifier)"
 
+        @Option(name: .long, help: "Stop cleanly (before --seconds) once this file exists.")
+        var stopFile: String?
+
         func run() async throws {
             let store = try global.openStore(.create, durability: .normal, quickCheck: false)
             let started = Date()
@@ -91,7 +94,7 @@ struct DevCommand: AsyncParsableCommand {
             let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
             var rounds = 0
             var finished = 0
-            while ContinuousClock.now < deadline {
+            while ContinuousClock.now < deadline && !(stopFile.map { FileManager.default.fileExists(atPath: $0) } ?? false) {
                 rounds += 1
                 let specs = (0..<batch).map { index in
                     TaskSpec(name: index % 5 == 0 ? "churn.fail" : "churn.ok", payload: #"{"round":\#(rounds),"i":\#(index)}"#,

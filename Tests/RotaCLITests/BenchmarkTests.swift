@@ -7,14 +7,14 @@ import Testing
 /// `ROTA_BINARY=path` times another build (e.g. `swift build -c release`).
 @Suite("benchmark", .enabled(if: ProcessInfo.processInfo.environment["ROTA_BENCH"] == "1"))
 struct BenchmarkTests {
-    @Test func listAndStatsOnAMillionTasksAnswerWellUnderASecond() throws {
+    @Test func listAndStatsOnAMillionTasksAnswerWellUnderASecond() async throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["ROTA_BENCH_TASKS"].flatMap { Int($0) } ?? 1_000_000
         let temp = try TempDatabase()
         let path = env["ROTA_BENCH_DB"] ?? temp.path
         if !FileManager.default.fileExists(atPath: path) {
             let start = ContinuousClock.now
-            let populate = try Rota.run(["_dev", "populate", "--count", String(count), "--db", path], timeout: .seconds(1800))
+            let populate = try await Rota.run(["_dev", "populate", "--count", String(count), "--db", path], timeout: .seconds(1800))
             #expect(populate.status == 0, "\(populate)")
             print("benchmark: populated \(count) tasks in \(ContinuousClock.now - start): \(populate.stdout)", terminator: "")
         }
@@ -43,7 +43,7 @@ struct BenchmarkTests {
             var times: [Duration] = []
             for _ in 0..<5 {
                 let start = ContinuousClock.now
-                let result = try Rota.run(command + (command == ["--version"] ? [] : ["--db", path]), environment: ["COLUMNS": "120"])
+                let result = try await Rota.run(command + (command == ["--version"] ? [] : ["--db", path]), environment: ["COLUMNS": "120"])
                 times.append(ContinuousClock.now - start)
                 #expect(result.status == 0, "\(command): \(result)")
             }

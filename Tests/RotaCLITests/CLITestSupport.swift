@@ -65,40 +65,46 @@ enum Rota {
     }()
 
     /// Runs `rota ARGS…` with a clean environment (no ROTA_DB, NO_COLOR, COLUMNS, LINES or TERM unless given)
-    /// and waits for it. stdout and stderr go to files, so large outputs never block on a pipe.
+    /// and waits for it without blocking a thread (tests share Swift's small cooperative pool with the
+    /// scheduler's timing-sensitive tests). stdout and stderr go to files, so large outputs never block on a pipe.
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) throws -> CLIResult {
-        let running = try start(arguments, environment: environment)
-        let deadline = ContinuousClock.now + timeout
-        while running.process.isRunning {
-            if ContinuousClock.now > deadline {
-                running.process.terminate()
-                throw TestFailure("rota \(arguments.joined(separator: " ")) did not finish within \(timeout)")
-            }
-            usleep(2_000)
-        }
-        return running.wait()
+    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) async throws -> CLIResult {
+        try await start(arguments, environment: environment).finish(timeout: timeout)
     }
 
     /// A started `rota` process whose output is collected in files.
     final class Running: @unchecked Sendable {
         let process: Process
-        let out: URL
-        let err: URL
+        let arguments: [String]
+        /// The process's own working directory, holding its output files.
+        let directory: URL
+        var out: URL { directory.appendingPathComponent("stdout") }
+        var err: URL { directory.appendingPathComponent("stderr") }
 
-        init(process: Process, out: URL, err: URL) {
+        init(process: Process, arguments: [String], directory: URL) {
             self.process = process
-            self.out = out
-            self.err = err
+            self.arguments = arguments
+            self.directory = directory
         }
 
-        /// Waits for the process and returns what it did.
-        func wait() -> CLIResult {
+        /// Waits (polling, without blocking a thread) for the process and returns what it did. Records an
+        /// issue when the command fell back to the default `./rota.db` (a test that meant to pass --db did not).
+        func finish(timeout: Duration = .seconds(300)) async throws -> CLIResult {
+            let deadline = ContinuousClock.now + timeout
+            while process.isRunning {
+                if ContinuousClock.now > deadline {
+                    process.terminate()
+                    throw TestFailure("rota \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+                }
+                try await Task.sleep(for: .milliseconds(3))
+            }
             process.waitUntilExit()
             let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("rota.db").path) {
+                Issue.record("rota \(arguments.joined(separator: " ")) used the default ./rota.db")
+            }
+            try? FileManager.default.removeItem(at: directory)
             return CLIResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
         }
     }
@@ -112,19 +118,20 @@ enum Rota {
         for key in ["ROTA_DB", "NO_COLOR", "COLUMNS", "LINES", "TERM"] { env.removeValue(forKey: key) }
         env.merge(environment) { $1 }
         process.environment = env
-        let tmp = FileManager.default.temporaryDirectory
-        let id = UUID().uuidString
-        let out = tmp.appendingPathComponent("rota-test-\(id).out")
-        let err = tmp.appendingPathComponent("rota-test-\(id).err")
+        // Each process runs in its own empty directory: a command that wrongly falls back to the default
+        // ./rota.db never touches the repository or another test, and is reported by `wait()`.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rota-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let out = directory.appendingPathComponent("stdout")
+        let err = directory.appendingPathComponent("stderr")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
-        // A command that wrongly falls back to the default ./rota.db must not touch the repository.
-        process.currentDirectoryURL = tmp
+        process.currentDirectoryURL = directory
         try process.run()
-        return Running(process: process, out: out, err: err)
+        return Running(process: process, arguments: arguments, directory: directory)
     }
 }
 
@@ -142,10 +149,10 @@ final class TempDatabase: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    /// Runs `rota ARGS… --db PATH`.
+    /// Runs `rota ARGS… --db PATH` (`--db PATH` goes before a `--`, after which everything is a command).
     @discardableResult
-    func rota(_ arguments: String..., environment: [String: String] = [:]) throws -> CLIResult {
-        try Rota.run(withDatabase(arguments), environment: environment)
+    func rota(_ arguments: String..., environment: [String: String] = [:]) async throws -> CLIResult {
+        try await rota(arguments: arguments, environment: environment)
     }
 
     /// `arguments` with `--db PATH` added: at the end, or before a `--` (after which all is the command's).
@@ -156,22 +163,22 @@ final class TempDatabase: @unchecked Sendable {
 
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
-    func rota(arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
-        try Rota.run(withDatabase(arguments), environment: environment)
+    func rota(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
+        try await Rota.run(withDatabase(arguments), environment: environment)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),
     /// 81–85 cancelled, 86–98 scheduled, 99–100 running. Queue `q((id−1) mod 5)`, name `bench.((id−1) mod 20)`.
-    static func seeded() throws -> TempDatabase {
+    static func seeded() async throws -> TempDatabase {
         let db = try TempDatabase()
-        let result = try db.rota("_dev", "populate", "--count", "100")
+        let result = try await db.rota("_dev", "populate", "--count", "100")
         guard result.status == 0 else { throw TestFailure("populate failed: \(result)") }
         return db
     }
 
     /// Enqueues a task with `rota enqueue ARGS…` and returns its id.
-    func enqueue(_ arguments: String...) throws -> Int {
-        let result = try rota(arguments: ["enqueue"] + arguments)
+    func enqueue(_ arguments: String...) async throws -> Int {
+        let result = try await rota(arguments: ["enqueue"] + arguments)
         guard result.status == 0, let id = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw TestFailure("enqueue failed: \(result)")
         }
@@ -179,14 +186,14 @@ final class TempDatabase: @unchecked Sendable {
     }
 
     /// The task `id` as `rota show --json` prints it.
-    func task(_ id: Int) throws -> [String: Any] {
-        let result = try rota("show", String(id), "--json")
+    func task(_ id: Int) async throws -> [String: Any] {
+        let result = try await rota("show", String(id), "--json")
         guard result.status == 0 else { throw TestFailure("show \(id) failed: \(result)") }
         return try result.object()
     }
 
     /// The state of task `id`.
-    func state(_ id: Int) throws -> String { try task(id)["state"] as? String ?? "?" }
+    func state(_ id: Int) async throws -> String { try await task(id)["state"] as? String ?? "?" }
 }
 
 /// True when `text` contains an ANSI escape sequence.

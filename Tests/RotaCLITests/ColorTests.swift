@@ -7,33 +7,33 @@ import Glibc
 /// States are coloured only when stdout is a terminal and NO_COLOR is unset.
 @Suite("colour")
 struct ColorTests {
-    @Test func statesAreColouredOnATerminal() throws {
-        let db = try TempDatabase.seeded()
-        let output = try runOnTerminal(["list", "--state", "dead", "--limit", "3", "--db", db.path], columns: 100, rows: 40)
+    @Test func statesAreColouredOnATerminal() async throws {
+        let db = try await TempDatabase.seeded()
+        let output = try await runOnTerminal(["list", "--state", "dead", "--limit", "3", "--db", db.path], columns: 100, rows: 40)
         #expect(output.contains("\u{1B}[31;1mdead\u{1B}[0m"), "\(output.debugDescription)")
         let table = output.split(separator: "\n").map { stripANSI(String($0)) }.filter { !$0.contains("more match") }
         #expect(table.count == 4)
         #expect(table.allSatisfy { $0.count <= 100 }, "\(table)")
     }
 
-    @Test func noColorTurnsColourOff() throws {
-        let db = try TempDatabase.seeded()
-        let output = try runOnTerminal(["list", "--state", "dead", "--limit", "3", "--db", db.path], columns: 100, rows: 40,
+    @Test func noColorTurnsColourOff() async throws {
+        let db = try await TempDatabase.seeded()
+        let output = try await runOnTerminal(["list", "--state", "dead", "--limit", "3", "--db", db.path], columns: 100, rows: 40,
                                        environment: ["NO_COLOR": "1"])
         #expect(output.contains("dead"))
         #expect(!hasANSI(output), "\(output.debugDescription)")
     }
 
-    @Test func theDefaultLimitOnATerminalIsAScreenful() throws {
-        let db = try TempDatabase.seeded()
-        let output = try runOnTerminal(["list", "--db", db.path], columns: 120, rows: 24)
+    @Test func theDefaultLimitOnATerminalIsAScreenful() async throws {
+        let db = try await TempDatabase.seeded()
+        let output = try await runOnTerminal(["list", "--db", db.path], columns: 120, rows: 24)
         let lines = output.split(separator: "\n").filter { !$0.contains("more match") && !$0.contains("--limit") }
         #expect(lines.count == 21, "a header and 20 rows on a 24-row terminal:\n\(output)")
     }
 }
 
 /// Runs `rota ARGS…` with stdout and stderr on a pseudo-terminal of the given size; returns what it printed.
-func runOnTerminal(_ arguments: [String], columns: UInt16, rows: UInt16, environment: [String: String] = [:]) throws -> String {
+func runOnTerminal(_ arguments: [String], columns: UInt16, rows: UInt16, environment: [String: String] = [:]) async throws -> String {
     // Linux: open the multiplexer, unlock the slave (TIOCSPTLCK), and ask its number (TIOCGPTN).
     let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
     guard master >= 0 else { throw TestFailure("no pseudo-terminal: errno \(errno)") }
@@ -62,12 +62,20 @@ func runOnTerminal(_ arguments: [String], columns: UInt16, rows: UInt16, environ
     process.standardInput = FileHandle.nullDevice
     try process.run()
     close(slave)
+    // Read without blocking a thread: the master is non-blocking, and EIO means the child closed the terminal.
+    _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
     var data = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while ContinuousClock.now < deadline {
         let count = read(master, &buffer, buffer.count)
-        if count <= 0 { break }  // EIO once the child closed the terminal
-        data += buffer[0..<count]
+        if count > 0 {
+            data += buffer[0..<count]
+        } else if count < 0 && errno == EAGAIN {
+            try await Task.sleep(for: .milliseconds(5))
+        } else {
+            break
+        }
     }
     process.waitUntilExit()
     return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")

@@ -3,14 +3,14 @@ import Testing
 
 @Suite("rota enqueue")
 struct EnqueueCommandTests {
-    @Test func printsTheNewIDAndCreatesTheDatabase() throws {
+    @Test func printsTheNewIDAndCreatesTheDatabase() async throws {
         let db = try TempDatabase()
-        let result = try db.rota("enqueue", "email.send", "--payload", #"{"to": "a@b.c", "n": [1, 2]}"#, "--queue", "mail",
+        let result = try await db.rota("enqueue", "email.send", "--payload", #"{"to": "a@b.c", "n": [1, 2]}"#, "--queue", "mail",
                                  "--priority", "5", "--max-attempts", "4", "--timeout", "1m30s")
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout == "1\n")
         #expect(FileManager.default.fileExists(atPath: db.path))
-        let task = try db.task(1)
+        let task = try await db.task(1)
         #expect(task["name"] as? String == "email.send")
         #expect(task["queue"] as? String == "mail")
         #expect(task["state"] as? String == "scheduled")
@@ -20,60 +20,60 @@ struct EnqueueCommandTests {
         let payload = try #require(task["payload"] as? [String: Any])
         #expect(payload["to"] as? String == "a@b.c")
         #expect(payload["n"] as? [Int] == [1, 2])
-        #expect(try db.enqueue("other") == 2)
+        #expect(try await db.enqueue("other") == 2)
     }
 
-    @Test func execShorthandEnqueuesTheCommandAsArgv() throws {
+    @Test func execShorthandEnqueuesTheCommandAsArgv() async throws {
         let db = try TempDatabase()
         // Everything after `--` is the command, options included.
-        let result = try Rota.run(["enqueue", "--db", db.path, "--exec", "--", "echo", "hello world", "-n", "--db", "x"])
+        let result = try await Rota.run(["enqueue", "--db", db.path, "--exec", "--", "echo", "hello world", "-n", "--db", "x"])
         #expect(result.status == 0, "\(result)")
-        let task = try db.task(1)
+        let task = try await db.task(1)
         #expect(task["name"] as? String == "exec")
         let payload = try #require(task["payload"] as? [String: Any])
         #expect(payload["argv"] as? [String] == ["echo", "hello world", "-n", "--db", "x"])
     }
 
-    @Test func execWithoutACommandIsBadUsage() throws {
+    @Test func execWithoutACommandIsBadUsage() async throws {
         let db = try TempDatabase()
-        let result = try db.rota("enqueue", "--exec")
+        let result = try await db.rota("enqueue", "--exec")
         #expect(result.status == 2)
         #expect(result.stderr.contains("--exec needs a command"))
         #expect(!FileManager.default.fileExists(atPath: db.path))
     }
 
-    @Test func aKnownUniqueKeyReturnsTheExistingTaskAndSaysSo() throws {
+    @Test func aKnownUniqueKeyReturnsTheExistingTaskAndSaysSo() async throws {
         let db = try TempDatabase()
-        let first = try db.rota("enqueue", "report.build", "--unique", "report-2026-12")
+        let first = try await db.rota("enqueue", "report.build", "--unique", "report-2026-12")
         #expect(first.status == 0)
         #expect(first.stderr.isEmpty)
-        let second = try db.rota("enqueue", "report.build", "--unique", "report-2026-12", "--payload", #"{"x": 1}"#)
+        let second = try await db.rota("enqueue", "report.build", "--unique", "report-2026-12", "--payload", #"{"x": 1}"#)
         #expect(second.status == 0, "\(second)")
         #expect(second.stdout == first.stdout)
         #expect(second.stderr.contains("existing task \(first.stdout.trimmingCharacters(in: .newlines))"))
-        let json = try db.rota("enqueue", "report.build", "--unique", "report-2026-12", "--json").object()
+        let json = try await db.rota("enqueue", "report.build", "--unique", "report-2026-12", "--json").object()
         #expect(json["inserted"] as? Bool == false)
-        #expect(try db.rota("list", "--json").objects().count == 1)
+        #expect(try await db.rota("list", "--json").objects().count == 1)
     }
 
-    @Test func jsonPrintsIDAndInserted() throws {
+    @Test func jsonPrintsIDAndInserted() async throws {
         let db = try TempDatabase()
-        let json = try db.rota("enqueue", "a", "--json").object()
+        let json = try await db.rota("enqueue", "a", "--json").object()
         #expect(json["id"] as? Int == 1)
         #expect(json["inserted"] as? Bool == true)
     }
 
-    @Test func inAndAtSetWhenTheTaskIsDue() throws {
+    @Test func inAndAtSetWhenTheTaskIsDue() async throws {
         let db = try TempDatabase()
-        let at = try db.enqueue("a", "--at", "2030-01-02T03:04:05.5+01:00")
-        #expect(try db.task(at)["run_at"] as? String == "2030-01-02T02:04:05.500Z")
-        let utc = try db.enqueue("a", "--at", "2030-01-02T03:04Z")
-        #expect(try db.task(utc)["run_at"] as? String == "2030-01-02T03:04:00.000Z")
+        let at = try await db.enqueue("a", "--at", "2030-01-02T03:04:05.5+01:00")
+        #expect(try await db.task(at)["run_at"] as? String == "2030-01-02T02:04:05.500Z")
+        let utc = try await db.enqueue("a", "--at", "2030-01-02T03:04Z")
+        #expect(try await db.task(utc)["run_at"] as? String == "2030-01-02T03:04:00.000Z")
         let before = Date()
-        let later = try db.enqueue("a", "--in", "1h30m")
-        let runAt = try #require(instant(try db.task(later)["run_at"]))
+        let later = try await db.enqueue("a", "--in", "1h30m")
+        let runAt = try #require(instant(try await db.task(later)["run_at"]))
         #expect(abs(runAt.timeIntervalSince(before) - 5400) < 30)
-        let human = try db.rota("list", "--limit", "1", environment: ["COLUMNS": "200"])
+        let human = try await db.rota("list", "--limit", "1", environment: ["COLUMNS": "200"])
         #expect(human.stdout.contains("in 1h29m") || human.stdout.contains("in 1h30m"), "\(human)")
     }
 
@@ -94,26 +94,26 @@ struct EnqueueCommandTests {
         (["--timeout", "0s"], "--timeout"),
         (["--unique", ""], "--unique"),
     ])
-    func badInputExitsTwoWithTheReasonAndWritesNothing(arguments: [String], reason: String) throws {
+    func badInputExitsTwoWithTheReasonAndWritesNothing(arguments: [String], reason: String) async throws {
         let db = try TempDatabase()
-        let result = try db.rota(arguments: ["enqueue", "job"] + arguments)
+        let result = try await db.rota(arguments: ["enqueue", "job"] + arguments)
         #expect(result.status == 2, "\(result)")
         #expect(result.stderr.contains(reason), "\(result)")
         #expect(result.stdout.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: db.path))
     }
 
-    @Test func badInputAgainstAnExistingDatabaseWritesNothing() throws {
+    @Test func badInputAgainstAnExistingDatabaseWritesNothing() async throws {
         let db = try TempDatabase()
-        _ = try db.enqueue("first")
-        let result = try db.rota("enqueue", "job", "--payload", "[1,")
+        _ = try await db.enqueue("first")
+        let result = try await db.rota("enqueue", "job", "--payload", "[1,")
         #expect(result.status == 2)
-        #expect(try db.rota("list", "--json").objects().count == 1)
+        #expect(try await db.rota("list", "--json").objects().count == 1)
     }
 
-    @Test func missingNameIsBadUsage() throws {
+    @Test func missingNameIsBadUsage() async throws {
         let db = try TempDatabase()
-        let result = try db.rota("enqueue")
+        let result = try await db.rota("enqueue")
         #expect(result.status == 2)
         #expect(result.stderr.contains("name"))
     }

@@ -4,16 +4,16 @@ import Testing
 @Suite("rota --help and completion")
 struct HelpTests {
     @Test(arguments: ["enqueue", "list", "show", "stats", "retry", "cancel", "purge", "workers", "check"])
-    func everyCommandHasHelpWithExamples(command: String) throws {
-        let result = try Rota.run([command, "--help"])
+    func everyCommandHasHelpWithExamples(command: String) async throws {
+        let result = try await Rota.run([command, "--help"])
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("USAGE: rota \(command)"))
         #expect(result.stdout.contains("Examples:"))
         #expect(result.stdout.contains("--db <path>"))
     }
 
-    @Test func theRootHelpListsTheCommandsButNotTheHiddenOnes() throws {
-        let result = try Rota.run(["--help"])
+    @Test func theRootHelpListsTheCommandsButNotTheHiddenOnes() async throws {
+        let result = try await Rota.run(["--help"])
         #expect(result.status == 0)
         for command in ["enqueue", "list", "show", "stats", "retry", "cancel", "purge", "workers", "migrate", "check"] {
             #expect(result.stdout.contains("  \(command) "), "\(command) missing")
@@ -21,15 +21,15 @@ struct HelpTests {
         #expect(!result.stdout.contains("_dev"))
     }
 
-    @Test func bashCompletionIsGenerated() throws {
-        let result = try Rota.run(["--generate-completion-script", "bash"])
+    @Test func bashCompletionIsGenerated() async throws {
+        let result = try await Rota.run(["--generate-completion-script", "bash"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("enqueue"))
         #expect(result.stdout.contains("--older-than"))
     }
 
-    @Test func anUnknownCommandOrOptionIsBadUsage() throws {
-        #expect(try Rota.run(["frobnicate"]).status == 2)
-        #expect(try Rota.run(["list", "--frobnicate"]).status == 2)
+    @Test func anUnknownCommandOrOptionIsBadUsage() async throws {
+        #expect(try await Rota.run(["frobnicate"]).status == 2)
+        #expect(try await Rota.run(["list", "--frobnicate"]).status == 2)
     }
 }

@@ -3,9 +3,9 @@ import Testing
 
 @Suite("rota stats")
 struct StatsCommandTests {
-    @Test func jsonHasCountsPerStateAndQueue() throws {
-        let db = try TempDatabase.seeded()
-        let stats = try db.rota("stats", "--json").object()
+    @Test func jsonHasCountsPerStateAndQueue() async throws {
+        let db = try await TempDatabase.seeded()
+        let stats = try await db.rota("stats", "--json").object()
         let states = try #require(stats["states"] as? [String: Int])
         #expect(states == ["succeeded": 70, "dead": 10, "cancelled": 5, "scheduled": 13, "running": 2])
         #expect(stats["total"] as? Int == 100)
@@ -23,9 +23,9 @@ struct StatsCommandTests {
         #expect(unhandled.reduce(0) { $0 + ($1["scheduled"] as? Int ?? 0) } == 13)
     }
 
-    @Test func humanOutputSaysWhatNoLiveWorkerHandles() throws {
-        let db = try TempDatabase.seeded()
-        let result = try db.rota("stats", environment: ["COLUMNS": "100"])
+    @Test func humanOutputSaysWhatNoLiveWorkerHandles() async throws {
+        let db = try await TempDatabase.seeded()
+        let result = try await db.rota("stats", environment: ["COLUMNS": "100"])
         #expect(result.status == 0)
         let text = result.stdout
         #expect(text.contains("Tasks  100 in all"))
@@ -39,21 +39,21 @@ struct StatsCommandTests {
         #expect(!hasANSI(text))
     }
 
-    @Test func anEmptyDatabaseHasZeroesEverywhere() throws {
+    @Test func anEmptyDatabaseHasZeroesEverywhere() async throws {
         let db = try TempDatabase()
-        #expect(try db.rota("migrate").status == 0)
-        let stats = try db.rota("stats", "--json").object()
+        #expect(try await db.rota("migrate").status == 0)
+        let stats = try await db.rota("stats", "--json").object()
         #expect(stats["states"] as? [String: Int] == ["succeeded": 0, "dead": 0, "cancelled": 0, "scheduled": 0, "running": 0])
         #expect(stats["oldest_due_at"] is NSNull)
         #expect((stats["queues"] as? [String: Any])?.isEmpty == true)
-        #expect(try db.rota("stats").stdout.contains("nothing is due"))
+        #expect(try await db.rota("stats").stdout.contains("nothing is due"))
     }
 
-    @Test func throughputCountsRecentlyFinishedTasks() throws {
+    @Test func throughputCountsRecentlyFinishedTasks() async throws {
         let db = try TempDatabase()
-        let churn = try db.rota("_dev", "churn", "--seconds", "0.3", "--batch", "10")
+        let churn = try await db.rota("_dev", "churn", "--seconds", "0.3", "--batch", "10")
         #expect(churn.status == 0)
-        let stats = try db.rota("stats", "--json").object()
+        let stats = try await db.rota("stats", "--json").object()
         let throughput = try #require(stats["throughput"] as? [String: Int])
         let states = try #require(stats["states"] as? [String: Int])
         #expect(throughput["last_minute"] == (states["succeeded"] ?? 0) + (states["dead"] ?? 0))
