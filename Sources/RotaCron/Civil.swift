@@ -3,10 +3,11 @@ import Foundation
 /// Proleptic Gregorian calendar arithmetic on "naive" local wall-clock seconds
 /// (seconds since 1970-01-01T00:00:00 of an unspecified zone). Foundation's `Calendar`
 /// is avoided on purpose: it is slow on Linux and these few formulas are exact.
-enum Civil {
+/// Public so the CLI formats and parses instants with the same arithmetic.
+public enum Civil {
     /// Days since 1970-01-01 for a Gregorian date (H. Hinnant's `days_from_civil`).
     @inline(__always)
-    static func days(year: Int, month: Int, day: Int) -> Int {
+    public static func days(year: Int, month: Int, day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400
@@ -18,7 +19,7 @@ enum Civil {
 
     /// The Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
     @inline(__always)
-    static func date(days z0: Int) -> (year: Int, month: Int, day: Int) {
+    public static func date(days z0: Int) -> (year: Int, month: Int, day: Int) {
         let z = z0 + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
@@ -32,19 +33,20 @@ enum Civil {
 
     /// Day of the week of a day count since 1970-01-01, 0 = Sunday … 6 = Saturday.
     @inline(__always)
-    static func weekday(days: Int) -> Int {
+    public static func weekday(days: Int) -> Int {
         let r = (days + 4) % 7
         return r < 0 ? r + 7 : r
     }
 
+    /// True for a Gregorian leap year.
     @inline(__always)
-    static func isLeap(_ year: Int) -> Bool {
+    public static func isLeap(_ year: Int) -> Bool {
         (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
     }
 
     /// The number of days in a month.
     @inline(__always)
-    static func daysInMonth(year: Int, month: Int) -> Int {
+    public static func daysInMonth(year: Int, month: Int) -> Int {
         switch month {
         case 2: return isLeap(year) ? 29 : 28
         case 4, 6, 9, 11: return 30
@@ -54,14 +56,14 @@ enum Civil {
 
     /// Floor division.
     @inline(__always)
-    static func floorDiv(_ a: Int, _ b: Int) -> Int {
+    public static func floorDiv(_ a: Int, _ b: Int) -> Int {
         let q = a / b
         return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
     }
 
     /// Splits naive seconds into its calendar fields.
     @inline(__always)
-    static func fields(_ naive: Int) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+    public static func fields(_ naive: Int) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
         let days = floorDiv(naive, 86_400)
         let secs = naive - days * 86_400
         let d = date(days: days)
@@ -70,7 +72,7 @@ enum Civil {
 
     /// Naive seconds of calendar fields.
     @inline(__always)
-    static func naive(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Int {
+    public static func naive(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Int {
         days(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RotaCron
 
 /// Parsing and printing of durations (`90s`, `15m`, `2h`, `7d`, `1h30m`) and instants (ISO-8601).
 enum TimeText {
@@ -161,45 +162,33 @@ enum TimeText {
         return Date(unixMillis: ms)
     }
 
-    // MARK: Calendar arithmetic (proleptic Gregorian, UTC; Howard Hinnant's algorithms)
+    // MARK: Calendar arithmetic (proleptic Gregorian, UTC: RotaCron's `Civil`)
 
     private static func floorDivide(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
-        let q = a >= 0 ? a / b : (a - b + 1) / b
-        return (q, a - q * b)
+        let quotient = Int64(Civil.floorDiv(Int(a), Int(b)))
+        return (quotient, a - quotient * b)
     }
 
     private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
+        Int64(Civil.days(year: Int(year), month: Int(month), day: Int(day)))
     }
 
     private static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d)
+        let date = Civil.date(days: Int(days))
+        return (Int64(date.year), Int64(date.month), Int64(date.day))
     }
 
     private static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
+        Int64(Civil.daysInMonth(year: Int(year), month: Int(month)))
     }
 
-    private static func pad(_ value: Int64, _ width: Int) -> String {
+    static func pad(_ value: Int64, _ width: Int) -> String {
         let text = String(value)
         return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ`: an instant in UTC to the whole second, as `rota next` prints it.
+    static func isoSeconds(_ date: Date) -> String {
+        String(iso(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).prefix(19)) + "Z"
     }
 }
