@@ -466,12 +466,16 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     // MARK: Operations
 
+    /// A task's state, or nil when there is no such task.
+    private static func state(of id: TaskID, _ db: Connection) throws -> TaskState? {
+        try db.queryFirst("SELECT state FROM tasks WHERE id = ?", [.integer(id)]) { TaskState(rawValue: $0.string(0)) } ?? nil
+    }
+
     public func cancel(_ ids: [TaskID], now: Date) async throws -> [TaskID: CancelOutcome] {
         try write { db in
             var outcomes: [TaskID: CancelOutcome] = [:]
             for id in ids {
-                guard let raw = try db.queryFirst("SELECT state FROM tasks WHERE id = ?", [.integer(id)], { $0.string(0) }),
-                      let state = TaskState(rawValue: raw) else {
+                guard let state = try Self.state(of: id, db) else {
                     outcomes[id] = .notFound
                     continue
                 }
@@ -498,8 +502,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         try write { db in
             var outcomes: [TaskID: RetryOutcome] = [:]
             for id in ids {
-                guard let raw = try db.queryFirst("SELECT state FROM tasks WHERE id = ?", [.integer(id)], { $0.string(0) }),
-                      let state = TaskState(rawValue: raw) else {
+                guard let state = try Self.state(of: id, db) else {
                     outcomes[id] = .notFound
                     continue
                 }
