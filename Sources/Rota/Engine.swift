@@ -67,6 +67,11 @@ final class Engine: @unchecked Sendable {
     private var finished = false
 
     // Loop-thread state.
+    private struct LoopStats {
+        var claims = 0, claimed = 0, flushes = 0, flushed = 0, waits = 0
+        var claimTime = Duration.zero, flushTime = Duration.zero
+    }
+    private var stats = LoopStats()
     private let namesByExecutor: [ExecutorKind: [String]]
     private let queueNames: [String]
 
@@ -145,6 +150,12 @@ final class Engine: @unchecked Sendable {
         var backoff = Duration.zero
         var nextEmptyCheck = clock.now
         var carried: [Completion] = []
+        defer {
+            logger.debug("scheduler loop stats", metadata: [
+                "claims": "\(stats.claims)", "claimed": "\(stats.claimed)", "claim_time": "\(stats.claimTime)",
+                "flushes": "\(stats.flushes)", "flushed": "\(stats.flushed)", "flush_time": "\(stats.flushTime)",
+                "waits": "\(stats.waits)"])
+        }
 
         func storeFailed(_ error: any Error, _ what: String) {
             backoff = backoff == .zero ? .milliseconds(10) : min(backoff * 2, settings.maxStoreBackoff)
@@ -181,21 +192,20 @@ final class Engine: @unchecked Sendable {
                     }
                 }
                 if case .running = phase, !inBackoff {
-                    let free = freeSlotsLocked()
-                    if free > 0 {
+                    if claimableLocked() > 0 {
                         if mayHaveMore { break }
                         if due(nextPoll) || due(nextDue) { break }
                     }
                     if due(nextHeartbeat) || due(nextRecovery) { break }
-                    if settings.untilEmpty, running.isEmpty, due(nextEmptyCheck) { break }
                 }
                 if case .draining = phase {
                     if running.isEmpty || due(shutdownDeadline) { break }
-                    if due(nextHeartbeat) { break }
+                    if !inBackoff, due(nextHeartbeat) { break }
                 }
                 if case .cancelling(let hard) = phase {
                     if running.isEmpty || due(hard) { break }
                 }
+                stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval(Double((deadline - now).milliseconds + 1) / 1000))
             }
             let woke = wakeRequested
@@ -237,7 +247,11 @@ final class Engine: @unchecked Sendable {
                     carried = batch
                 } else {
                     do {
+                        let t0 = clock.now
                         let applied = try complete(batch)
+                        stats.flushes += 1
+                        stats.flushed += batch.count
+                        stats.flushTime += clock.now - t0
                         storeSucceeded()
                         for (completion, ok) in zip(batch, applied) where !ok {
                             logger.warning("completion ignored: the lease was lost (the task was recovered)",
@@ -312,7 +326,11 @@ final class Engine: @unchecked Sendable {
                 let claimed: [ClaimedTask]
                 do {
                     let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                    let t0 = clock.now
                     claimed = try claim(requests, leaseUntil: leaseUntil)
+                    stats.claims += 1
+                    stats.claimed += claimed.count
+                    stats.claimTime += clock.now - t0
                     storeSucceeded()
                 } catch {
                     storeFailed(error, "claiming tasks")
@@ -360,17 +378,19 @@ final class Engine: @unchecked Sendable {
 
     private var allNames: [String] { handlers.keys.sorted() }
 
-    /// Free slots over all queues (lock held).
-    private func freeSlotsLocked() -> Int {
-        var free = 0
-        for (queue, limit) in settings.queues { free += max(0, limit - busyByQueue[queue, default: 0]) }
-        return free
+    /// How many tasks a claim could take now: free slots of queues and executors (lock held).
+    private func claimableLocked() -> Int {
+        claimRequestsLocked().reduce(0) { $0 + $1.limit }
     }
 
     /// One request per (queue, executor) with handlers, sized to the free slots of both.
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
+        return claimRequestsLocked()
+    }
+
+    private func claimRequestsLocked() -> [ClaimRequest] {
         var requests: [ClaimRequest] = []
         var executorFree: [ExecutorKind: Int] = [
             .threadPool: settings.threadPoolSize - busyByExecutor[.threadPool, default: 0],
@@ -666,6 +686,7 @@ final class Engine: @unchecked Sendable {
                     lock.unlock()
                     return false
                 }
+                stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval(backoff.seconds))
                 lock.unlock()
                 backoff = min(backoff * 2, settings.maxStoreBackoff)
