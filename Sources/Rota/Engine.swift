@@ -198,11 +198,11 @@ final class Engine: @unchecked Sendable {
                     }
                     if due(nextHeartbeat) || due(nextRecovery) { break }
                 }
-                if case .draining = phase {
-                    if running.isEmpty || due(shutdownDeadline) { break }
-                    if !inBackoff, due(nextHeartbeat) { break }
+                // While the store is backing off, only its retry instant (or a wake) ends the wait.
+                if case .draining = phase, !inBackoff {
+                    if running.isEmpty || due(shutdownDeadline) || due(nextHeartbeat) { break }
                 }
-                if case .cancelling(let hard) = phase {
+                if case .cancelling(let hard) = phase, !inBackoff {
                     if running.isEmpty || due(hard) { break }
                 }
                 stats.waits += 1
@@ -563,11 +563,9 @@ final class Engine: @unchecked Sendable {
     private func finish(_ run: Running, _ end: AttemptEnd) {
         let task = run.task
         let now = Date()
+        // Read under the lock below; a stop reason set after this read loses the race to the result,
+        // which is recorded as it is (a success stays a success).
         lock.lock()
-        guard let current = running[task.id], current === run else {
-            lock.unlock()
-            return
-        }
         let reason = run.stopReason
         lock.unlock()
         let resolution: Completion.Resolution
@@ -595,15 +593,19 @@ final class Engine: @unchecked Sendable {
         let completion = Completion(taskID: task.id, attempt: task.attempt, worker: settings.workerID,
                                     startedAt: task.startedAt, finishedAt: now, resolution: resolution)
         lock.lock()
-        guard running.removeValue(forKey: task.id) != nil else {
+        // Gone when it was already handed back at the end of a shutdown: its late result is discarded.
+        guard let current = running[task.id], current === run else {
             lock.unlock()
             return
         }
+        running.removeValue(forKey: task.id)
         if completions.isEmpty { firstPendingAt = clock.now }
         completions.append(completion)
         busyByQueue[task.queue, default: 0] -= 1
         if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
-        lock.signal()
+        // Wake the loop only when it has something to do: the first pending completion starts the
+        // group-commit clock, and the flush is due once as many have finished as are still running.
+        if completions.count == 1 || completions.count >= running.count { lock.signal() }
         lock.unlock()
     }
 
@@ -728,7 +730,7 @@ final class Engine: @unchecked Sendable {
     }
 
     private func complete(_ completions: [Completion]) throws -> [Bool] {
-        if let sqlite { return try sqlite.completeSync(completions) }
+        if let sqlite { return try sqlite.completeBatch(completions) }
         return try blocking { [store] in try await store.complete(completions) }
     }
 
