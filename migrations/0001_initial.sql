@@ -6,22 +6,27 @@ CREATE TABLE batches (
     id            INTEGER PRIMARY KEY,
     name          TEXT    NOT NULL UNIQUE CHECK (length(name) > 0),
     queue         TEXT    NOT NULL DEFAULT 'default',
-    total         INTEGER NOT NULL DEFAULT 0,        -- items submitted so far
+    total         INTEGER NOT NULL DEFAULT 0,        -- items submitted so far (kept by triggers below)
+    finished      INTEGER NOT NULL DEFAULT 0,        -- items succeeded, dead or cancelled (kept by triggers)
     sealed        INTEGER NOT NULL DEFAULT 0,        -- 1 once submission finished: completion can fire
-    on_complete   TEXT,                              -- JSON task spec enqueued once when every item ended
-    callback_task INTEGER,                           -- the task enqueued by on_complete
+    on_complete   TEXT,                              -- JSON {"name", "payload"?, "queue"?}: enqueued once at completion
     created_at    INTEGER NOT NULL,
-    completed_at  INTEGER
+    completed_at  INTEGER                            -- set once, when sealed and every item finished
 );
 
 CREATE TABLE schedules (
-    name          TEXT    PRIMARY KEY,
+    name          TEXT    PRIMARY KEY CHECK (length(name) > 0),
     expression    TEXT    NOT NULL,
     timezone      TEXT    NOT NULL DEFAULT 'UTC',
-    task_name     TEXT    NOT NULL,
+    task_name     TEXT    NOT NULL,                  -- 'exec' for commands
     payload       TEXT    NOT NULL DEFAULT '{}',
     queue         TEXT    NOT NULL DEFAULT 'default',
-    options       TEXT    NOT NULL DEFAULT '{}',     -- JSON: retries, timeout, missed, overlap, priority
+    priority      INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL DEFAULT 3,
+    timeout_ms    INTEGER,
+    missed        TEXT    NOT NULL DEFAULT 'skip' CHECK (missed IN ('skip', 'once', 'all')),
+    missed_cap    INTEGER NOT NULL DEFAULT 100,      -- most catch-up runs for missed = 'all'
+    overlap       TEXT    NOT NULL DEFAULT 'allow' CHECK (overlap IN ('allow', 'skip')),
     source        TEXT,                              -- file:line it was loaded from
     active        INTEGER NOT NULL DEFAULT 1,        -- 0 once removed from the files (history stays)
     next_fire_at  INTEGER,
@@ -65,6 +70,8 @@ CREATE INDEX tasks_state ON tasks (state);
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 CREATE UNIQUE INDEX tasks_unique_key ON tasks (unique_key) WHERE unique_key IS NOT NULL;
 CREATE UNIQUE INDEX tasks_batch_item ON tasks (batch_id, batch_item) WHERE batch_id IS NOT NULL;
+-- Per-state counts of one batch without touching its rows.
+CREATE INDEX tasks_batch_state ON tasks (batch_id, state) WHERE batch_id IS NOT NULL;
 CREATE UNIQUE INDEX tasks_fire ON tasks (schedule, fire_at) WHERE schedule IS NOT NULL;
 
 -- One row per finished attempt, written once: a result is recorded exactly once per attempt.
@@ -91,3 +98,44 @@ CREATE TABLE workers (
     heartbeat_at  INTEGER NOT NULL,
     stopped_at    INTEGER
 );
+
+-- Batch progress lives in the same transaction as every state change, whichever code path makes it.
+CREATE TRIGGER tasks_batch_insert AFTER INSERT ON tasks WHEN NEW.batch_id IS NOT NULL
+BEGIN
+    UPDATE batches SET total = total + 1,
+        finished = finished + (NEW.state IN ('succeeded', 'dead', 'cancelled'))
+    WHERE id = NEW.batch_id;
+END;
+
+CREATE TRIGGER tasks_batch_state AFTER UPDATE OF state ON tasks
+WHEN NEW.batch_id IS NOT NULL
+ AND (OLD.state IN ('succeeded', 'dead', 'cancelled')) <> (NEW.state IN ('succeeded', 'dead', 'cancelled'))
+BEGIN
+    UPDATE batches SET finished = finished + CASE WHEN NEW.state IN ('succeeded', 'dead', 'cancelled') THEN 1 ELSE -1 END
+    WHERE id = NEW.batch_id;
+END;
+
+CREATE TRIGGER tasks_batch_delete AFTER DELETE ON tasks WHEN OLD.batch_id IS NOT NULL
+BEGIN
+    UPDATE batches SET total = total - 1,
+        finished = finished - (OLD.state IN ('succeeded', 'dead', 'cancelled'))
+    WHERE id = OLD.batch_id;
+END;
+
+-- Completion fires once: when the batch is sealed and every item finished, stamp it and enqueue its
+-- on_complete task (unique per batch, so it can never be enqueued twice).
+CREATE TRIGGER batches_complete AFTER UPDATE OF finished, sealed ON batches
+WHEN NEW.sealed = 1 AND NEW.finished >= NEW.total AND NEW.completed_at IS NULL
+BEGIN
+    UPDATE batches SET completed_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) WHERE id = NEW.id;
+    INSERT INTO tasks (name, queue, payload, run_at, created_at, updated_at, unique_key)
+    SELECT json_extract(NEW.on_complete, '$.name'),
+           coalesce(json_extract(NEW.on_complete, '$.queue'), NEW.queue),
+           coalesce(json(json_extract(NEW.on_complete, '$.payload')), json_object('batch', NEW.name)),
+           CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+           CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+           CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+           'rota:batch-complete:' || NEW.id
+    WHERE NEW.on_complete IS NOT NULL
+    ON CONFLICT DO NOTHING;
+END;

@@ -121,10 +121,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     /// Checks a spec; throws ``RotaError`` `.invalidInput` naming the field.
     func validate(_ spec: TaskSpec) throws {
-        if spec.name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if spec.name.isBlank {
             throw RotaError(.invalidInput, field: "name", "must not be empty")
         }
-        if spec.queue.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if spec.queue.isBlank {
             throw RotaError(.invalidInput, field: "queue", "must not be empty")
         }
         if spec.priority < 0 {
@@ -148,11 +148,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     /// Throws ``RotaError`` `.invalidInput` unless `text` is one JSON value.
     static func validateJSON(_ text: String, field: String) throws {
-        do {
-            _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-        } catch {
-            let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
-            throw RotaError(.invalidInput, field: field, "is not valid JSON (\(reason)): \(text.prefix(80))")
+        if let problem = JSONText.validate(text) {
+            throw RotaError(.invalidInput, field: field, "is not valid JSON (\(problem)): \(text.prefix(80))")
         }
     }
 
@@ -183,13 +180,19 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
                 ON CONFLICT DO NOTHING
                 """)
-            for spec in specs {
-                try insert.run([
-                    .text(spec.name), .text(spec.queue), .text(spec.payload), .integer(Int64(spec.priority)),
-                    .integer(spec.runAt?.unixMillis ?? now), .integer(Int64(spec.maxAttempts)),
-                    .int(spec.timeout?.milliseconds), .string(spec.uniqueKey), .int(spec.batchID),
-                    .string(spec.batchItem), .string(spec.schedule), .int(spec.fireAt?.unixMillis), .integer(now),
-                ])
+            for (index, spec) in specs.enumerated() {
+                do {
+                    try insert.run([
+                        .text(spec.name), .text(spec.queue), .text(spec.payload), .integer(Int64(spec.priority)),
+                        .integer(spec.runAt?.unixMillis ?? now), .integer(Int64(spec.maxAttempts)),
+                        .int(spec.timeout?.milliseconds), .string(spec.uniqueKey), .int(spec.batchID),
+                        .string(spec.batchItem), .string(spec.schedule), .int(spec.fireAt?.unixMillis), .integer(now),
+                    ])
+                } catch let error as SQLiteError where error.extendedCode == 787 /* SQLITE_CONSTRAINT_FOREIGNKEY */ {
+                    // batch_id is the only foreign key of tasks.
+                    throw RotaError(.invalidInput, field: specs.count > 1 ? "tasks[\(index)].batch_id" : "batch_id",
+                                    "no batch has id \(spec.batchID.map(String.init) ?? "nil")", underlying: error)
+                }
                 if db.changes == 1 {
                     results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
                 } else if let existing = try existingTask(db, for: spec) {
@@ -231,23 +234,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return try write { db in
             var claimed: [ClaimedTask] = []
             for request in requests {
-                var sql = """
-                    UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2,
-                                     started_at = ?3, updated_at = ?3, cancel_requested = 0
-                    WHERE id IN (SELECT id FROM tasks WHERE state = 'scheduled' AND queue = ?4 AND run_at <= ?3
-                    """
                 var values: [SQLiteValue] = [.text(worker), .integer(leaseUntil.unixMillis), .integer(nowMs),
                                              .text(request.queue), .integer(Int64(request.limit))]
-                if let names = request.names {
-                    let marks = (0..<names.count).map { "?\($0 + 6)" }.joined(separator: ", ")
-                    sql += " AND name IN (\(marks))"
-                    values += names.map { .text($0) }
-                }
-                sql += """
-                     ORDER BY priority DESC, run_at LIMIT ?5)
-                    RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at
-                    """
-                let rows = try db.query(sql, values) { row in
+                values += (request.names ?? []).map { .text($0) }
+                let rows = try db.query(Self.claimSQL(nameCount: request.names?.count), values) { row in
                     ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
                                 attempt: row.int(4), maxAttempts: row.int(5),
                                 timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
@@ -257,6 +247,31 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             }
             return claimed
         }
+    }
+
+    /// The claim statement for one queue: ?1 worker, ?2 lease_until, ?3 now, ?4 queue, ?5 limit, ?6… names
+    /// (`nameCount` of them; nil claims any name). Internal so tests can pin its query plan.
+    ///
+    /// `INDEXED BY tasks_due` and the unary `+` on run_at pin the plan to walking the due index in
+    /// (priority DESC, run_at) order and stopping at the limit. Without them, once `ANALYZE` (or
+    /// `PRAGMA optimize`) has written statistics, SQLite picks `tasks_state` or a skip-scan on run_at and
+    /// sorts the whole due backlog in a temp b-tree on every claim.
+    static func claimSQL(nameCount: Int?) -> String {
+        var sql = """
+            UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2,
+                             started_at = ?3, updated_at = ?3, cancel_requested = 0
+            WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_due
+                         WHERE state = 'scheduled' AND queue = ?4 AND +run_at <= ?3
+            """
+        if let nameCount {
+            let marks = (0..<nameCount).map { "?\($0 + 6)" }.joined(separator: ", ")
+            sql += " AND name IN (\(marks))"
+        }
+        sql += """
+             ORDER BY priority DESC, run_at LIMIT ?5)
+            RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at
+            """
+        return sql
     }
 
     @discardableResult
@@ -288,8 +303,11 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 case .retry(let kind, let message, let runAt):
                     outcome = kind
                     error = message
+                    // A cancel requested while the attempt ran wins over the retry (the next claim would clear it).
                     try db.run("""
-                        UPDATE tasks SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, run_at = ?4,
+                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
+                                         lease_owner = NULL, lease_until = NULL, run_at = ?4,
                                          last_error = ?5, updated_at = ?6
                         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
                         """, guardValues + [.integer(runAt.unixMillis), .text(message), .integer(finished)])
@@ -313,8 +331,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                     outcome = .cancelled
                     error = reason
                     try db.run("""
-                        UPDATE tasks SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, run_at = ?4,
-                                         updated_at = ?4
+                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
+                                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4,
+                                         max_attempts = max_attempts + 1  -- a shutdown does not use up an attempt
                         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
                         """, guardValues + [.integer(finished)])
                 }
@@ -335,24 +355,27 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {
-        try read { db in
+        if names?.isEmpty == true { return nil } // like claim: no handler, nothing to claim
+        let sql = Self.nextRunAtSQL(nameCount: names?.count)
+        let nameValues: [SQLiteValue] = (names ?? []).map { .text($0) }
+        return try read { db in
             var earliest: Int64?
-            let nameList = try names.map { try Self.jsonArray($0) }
             for queue in queues {
-                let value: Int64?
-                if let nameList {
-                    value = try db.scalarInt("""
-                        SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?1
-                        AND name IN (SELECT value FROM json_each(?2))
-                        """, [.text(queue), .text(nameList)])
-                } else {
-                    value = try db.scalarInt(
-                        "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?", [.text(queue)])
+                if let value = try db.scalarInt(sql, [.text(queue)] + nameValues) {
+                    earliest = min(earliest ?? value, value)
                 }
-                if let value { earliest = min(earliest ?? value, value) }
             }
             return earliest.map { Date(unixMillis: $0) }
         }
+    }
+
+    /// The earliest `run_at` of a queue's scheduled tasks: ?1 queue, ?2… names (`nameCount` of them; nil: any).
+    static func nextRunAtSQL(nameCount: Int?) -> String {
+        var sql = "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE state = 'scheduled' AND queue = ?1"
+        if let nameCount {
+            sql += " AND name IN (\((0..<nameCount).map { "?\($0 + 2)" }.joined(separator: ", ")))"
+        }
+        return sql
     }
 
     // MARK: Workers and leases
@@ -573,9 +596,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             values.append(value)
             return "?\(values.count)"
         }
-        if !filter.states.isEmpty {
-            conditions.append("t.state IN (\(filter.states.map { bind(.text($0.rawValue)) }.joined(separator: ", ")))")
-        }
+        // One state: `state = ?` walks tasks_state backwards (rowid order within a state) and stops at the limit.
+        // Several: filled in below, one such walk per state, merged (an IN over the index would sort every match).
+        let statePlaceholders = filter.states.map { bind(.text($0.rawValue)) }
+        if statePlaceholders.count == 1 { conditions.append("t.state = \(statePlaceholders[0])") }
         if let queue = filter.queue { conditions.append("t.queue = \(bind(.text(queue)))") }
         if let name = filter.name { conditions.append("t.name = \(bind(.text(name)))") }
         if let batch = filter.batch {
@@ -584,8 +608,16 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         if let schedule = filter.schedule { conditions.append("t.schedule = \(bind(.text(schedule)))") }
         if let since = filter.createdSince { conditions.append("t.created_at >= \(bind(.integer(since.unixMillis)))") }
         if let before = filter.beforeID { conditions.append("t.id < \(bind(.integer(before)))") }
+        let limit = bind(.integer(Int64(max(0, filter.limit))))
+        if statePlaceholders.count > 1 {
+            let others = conditions.map { " AND " + $0 }.joined()
+            let walks = statePlaceholders.map { state in
+                "SELECT id FROM (SELECT t.id FROM tasks t WHERE t.state = \(state)\(others) ORDER BY t.id DESC LIMIT \(limit))"
+            }
+            conditions = ["t.id IN (\(walks.joined(separator: " UNION ALL ")))"]
+        }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(bind(.integer(Int64(max(0, filter.limit)))))"
+        let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
         return try read { db in
             // Ad-hoc filter combinations: prepare without caching to keep the cache small.
             let statement = try db.prepare(sql)
@@ -598,26 +630,34 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     public func stats(now: Date) async throws -> StoreStats {
         let nowMs = now.unixMillis
+        // Counts come from task_counts (kept by triggers, migration 0002): a few rows whatever the table's size.
+        // One read transaction, so every figure is from the same snapshot while schedulers write.
         return try read { db in
-            var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
-            for (state, count) in try db.query("SELECT state, count(*) FROM tasks GROUP BY state", [], { ($0.string(0), $0.int(1)) }) {
-                if let state = TaskState(rawValue: state) { states[state] = count }
+            try db.transaction(.deferred) {
+                var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
+                var queues: [String: [TaskState: Int]] = [:]
+                for (queue, state, count) in try db.query(
+                    "SELECT queue, state, sum(n) FROM task_counts GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
+                    guard let state = TaskState(rawValue: state) else { continue }
+                    states[state, default: 0] += count
+                    if count > 0 { queues[queue, default: [:]][state] = count }
+                }
+                let oldest = try db.scalarInt(
+                    "SELECT min(run_at) FROM tasks INDEXED BY tasks_scheduled_run_at WHERE state = 'scheduled' AND run_at <= ?",
+                    [.integer(nowMs)])
+                let finishedSQL = """
+                    SELECT count(*) FROM tasks INDEXED BY tasks_finished
+                    WHERE finished_at >= ? AND finished_at IS NOT NULL AND state IN ('succeeded', 'dead')
+                    """
+                let minute = try db.scalarInt(finishedSQL, [.integer(nowMs - 60_000)]) ?? 0
+                let hour = try db.scalarInt(finishedSQL, [.integer(nowMs - 3_600_000)]) ?? 0
+                let byName = try db.query(
+                    "SELECT name, sum(n) FROM task_counts WHERE state = 'scheduled' GROUP BY name HAVING sum(n) > 0", [],
+                    { ($0.string(0), $0.int(1)) })
+                return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
+                                  finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
+                                  scheduledByName: Dictionary(byName, uniquingKeysWith: +))
             }
-            var queues: [String: [TaskState: Int]] = [:]
-            for (queue, state, count) in try db.query(
-                "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
-                guard let state = TaskState(rawValue: state) else { continue }
-                queues[queue, default: [:]][state] = count
-            }
-            let oldest = try db.scalarInt("SELECT min(run_at) FROM tasks WHERE state = 'scheduled' AND run_at <= ?", [.integer(nowMs)])
-            let minute = try db.scalarInt(
-                "SELECT count(*) FROM tasks WHERE finished_at >= ? AND state IN ('succeeded', 'dead')", [.integer(nowMs - 60_000)]) ?? 0
-            let hour = try db.scalarInt(
-                "SELECT count(*) FROM tasks WHERE finished_at >= ? AND state IN ('succeeded', 'dead')", [.integer(nowMs - 3_600_000)]) ?? 0
-            let byName = try db.query("SELECT name, count(*) FROM tasks WHERE state = 'scheduled' GROUP BY name", [], { ($0.string(0), $0.int(1)) })
-            return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
-                              finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
-                              scheduledByName: Dictionary(byName, uniquingKeysWith: +))
         }
     }
 
@@ -656,4 +696,9 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     static func decodeArray(_ text: String) -> [String] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String] ?? []
     }
+}
+
+extension String {
+    /// True when the string is empty or only whitespace (fast: no Foundation bridging).
+    public var isBlank: Bool { !unicodeScalars.contains { !$0.properties.isWhitespace } }
 }

@@ -79,6 +79,9 @@ public final class Connection {
     public let options: Options
     private var cache: [String: Statement] = [:]
     private var savepointDepth = 0
+    /// Set when a failed open closed the handle. Swift runs `deinit` when an initializer throws after
+    /// every stored property is set, and the handle must not be closed twice.
+    private var isClosed = false
 
     /// Opens (and, in `.readWriteCreate` mode, creates) the database at `path`.
     ///
@@ -113,13 +116,23 @@ public final class Connection {
 
         // Validate before any write: SQLite falls back to read-only silently, and reads the header lazily.
         if options.mode != .readOnly, sqlite3_db_readonly(db, "main") == 1 {
-            sqlite3_close_v2(db)
+            closeAfterFailedOpen()
             throw SQLiteError(extendedCode: SQLITE_READONLY, message: "\(path) is read-only (check the file's permissions)")
+        }
+        // SQLite creates its journal and WAL files next to the database; in a read-only directory every
+        // write would fail later with a bare "attempt to write a readonly database".
+        if options.mode != .readOnly, path != ":memory:", !path.isEmpty {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            if !FileManager.default.isWritableFile(atPath: directory) {
+                closeAfterFailedOpen()
+                throw SQLiteError(extendedCode: SQLITE_READONLY | (6 << 8),  // SQLITE_READONLY_DIRECTORY
+                                  message: "\(path) is in a read-only directory (\(directory)); SQLite needs to create its journal files there (check the directory's permissions)")
+            }
         }
         do {
             _ = try scalarInt("SELECT count(*) FROM sqlite_schema")
         } catch let error as SQLiteError {
-            sqlite3_close_v2(db)
+            closeAfterFailedOpen()
             if error.isCorrupt {
                 throw SQLiteError(extendedCode: error.extendedCode, message: "\(path) is not a SQLite database, or is damaged: \(error.message)")
             }
@@ -130,11 +143,11 @@ public final class Connection {
             do {
                 report = try query("PRAGMA quick_check(5)") { $0.string(0) }
             } catch let error as SQLiteError {
-                sqlite3_close_v2(db)
+                closeAfterFailedOpen()
                 throw SQLiteError(extendedCode: error.extendedCode, message: "\(path) failed its integrity check: \(error.message)")
             }
             if report != ["ok"] {
-                sqlite3_close_v2(db)
+                closeAfterFailedOpen()
                 throw SQLiteError(extendedCode: SQLITE_CORRUPT, message: "\(path) failed its integrity check: \(report.joined(separator: "; "))")
             }
         }
@@ -142,14 +155,23 @@ public final class Connection {
             try execute("PRAGMA synchronous = \(options.synchronous.rawValue)")
             try execute("PRAGMA foreign_keys = \(options.foreignKeys ? "ON" : "OFF")")
         } catch {
-            sqlite3_close_v2(db)
+            closeAfterFailedOpen()
             throw error
         }
     }
 
     deinit {
+        if !isClosed {
+            cache.removeAll()
+            sqlite3_close_v2(handle)
+        }
+    }
+
+    /// Finalizes the cached statements and closes the handle, when the checks at open refuse the file.
+    private func closeAfterFailedOpen() {
         cache.removeAll()
         sqlite3_close_v2(handle)
+        isClosed = true
     }
 
     /// Switches the file to WAL journal mode (persistent; readers never block the writer).
@@ -197,7 +219,10 @@ public final class Connection {
     /// The number of statements in the cache.
     public var cachedStatementCount: Int { cache.count }
 
-    func evict(_ sql: String) { cache.removeValue(forKey: sql) }
+    /// Removes `statement` from the cache, unless the cache already holds a newer statement for its SQL.
+    func evict(_ statement: Statement) {
+        if cache[statement.sql] === statement { cache.removeValue(forKey: statement.sql) }
+    }
 
     /// Runs a (cached) statement with `values` bound, to completion.
     /// - Returns: the number of rows it changed.
@@ -247,6 +272,7 @@ public final class Connection {
     ///     with `SQLITE_BUSY` after it has read.
     ///   - body: the work; every statement in it is part of the transaction.
     /// - Throws: the body's error, or ``SQLiteError`` from `BEGIN`/`COMMIT` (busy past the timeout, disk full).
+    @discardableResult
     public func transaction<T>(_ kind: TransactionKind = .immediate, _ body: () throws -> T) throws -> T {
         if !isAutocommit {
             savepointDepth += 1

@@ -72,7 +72,7 @@ public enum Migrator {
     /// Reads the database's applied migrations and compares them with `migrations`.
     /// - Throws: ``MigrationError`` for a foreign, newer or changed database; ``SQLiteError``.
     public static func status(of db: Connection, against migrations: [Migration]) throws -> Status {
-        let known = migrations.last?.version ?? 0
+        let known = migrations.map(\.version).max() ?? 0
         let hasTable = try db.scalarInt(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'rota_migrations'") ?? 0
         if hasTable == 0 {
@@ -108,11 +108,22 @@ public enum Migrator {
                       pending: migrations.map(\.version).filter { !appliedSet.contains($0) })
     }
 
-    /// Applies every pending migration, each in one transaction.
+    /// Applies every pending migration, in version order, each in one transaction.
+    ///
+    /// An up-to-date database is only read (so a read-only connection to it is fine); a read-only
+    /// connection to a database with pending migrations is refused with `.needsMigration`.
     /// - Returns: the versions applied by this call.
     /// - Throws: ``MigrationError`` before anything is written; ``SQLiteError`` from a failing step (rolled back).
     @discardableResult
     public static func migrate(_ db: Connection, with migrations: [Migration], now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> [Int] {
+        let migrations = migrations.sorted { $0.version < $1.version }
+        // Check first without the write lock: refusals and the usual nothing-to-do case take no lock.
+        let pending = try status(of: db, against: migrations).pending
+        if pending.isEmpty { return [] }
+        if db.options.mode == .readOnly {
+            throw MigrationError(code: .needsMigration,
+                                 message: "\(db.path) needs migrations \(pending.map(String.init).joined(separator: ", ")) but was opened read-only; open it read-write to migrate it. Nothing was changed.")
+        }
         var done: [Int] = []
         for migration in migrations {
             let applied: Bool = try db.transaction(.immediate) {

@@ -62,10 +62,17 @@ public final class Statement {
     // MARK: Binding
 
     /// Resets the statement, clears old bindings and binds `values` to parameters 1...n.
-    /// - Throws: ``SQLiteError`` (`SQLITE_RANGE`) when there are more values than parameters.
+    /// - Throws: ``SQLiteError`` (`SQLITE_RANGE`) when the number of values is not the number of
+    ///   parameters (a missing value would otherwise be bound as NULL without a word).
     public func bind(_ values: [SQLiteValue]) throws {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
+        let expected = Int(sqlite3_bind_parameter_count(handle))
+        if values.count != expected {
+            throw SQLiteError(extendedCode: SQLITE_RANGE,
+                              message: "expected \(expected) parameter value\(expected == 1 ? "" : "s"), got \(values.count)",
+                              sql: sql)
+        }
         for (offset, value) in values.enumerated() {
             try bind(value, at: Int32(offset + 1))
         }
@@ -78,9 +85,12 @@ public final class Statement {
         case .null: rc = sqlite3_bind_null(handle, index)
         case .integer(let v): rc = sqlite3_bind_int64(handle, index, v)
         case .real(let v): rc = sqlite3_bind_double(handle, index, v)
-        case .text(let v): rc = sqlite3_bind_text(handle, index, v, -1, rota_sqlite_transient())
+        case .text(let v): rc = Self.bindText(v, handle, index)
         case .blob(let v):
-            rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), rota_sqlite_transient()) }
+            // A nil base address would bind NULL, so an empty blob is bound as a zero-length blob explicitly.
+            rc = v.isEmpty ? sqlite3_bind_zeroblob(handle, index, 0) : v.withUnsafeBytes {
+                sqlite3_bind_blob64(handle, index, $0.baseAddress, sqlite3_uint64($0.count), rota_sqlite_transient())
+            }
         }
         try SQLiteError.check(rc, connection.handle, sql: sql)
     }
@@ -92,8 +102,15 @@ public final class Statement {
 
     /// Binds a string (or NULL) to parameter `index` (1-based) without boxing.
     public func bind(_ value: String?, at index: Int32) throws {
-        let rc = value.map { sqlite3_bind_text(handle, index, $0, -1, rota_sqlite_transient()) } ?? sqlite3_bind_null(handle, index)
+        let rc = value.map { Self.bindText($0, handle, index) } ?? sqlite3_bind_null(handle, index)
         try SQLiteError.check(rc, connection.handle, sql: sql)
+    }
+
+    /// Binds all of `text`'s UTF-8 bytes: an explicit length, so an embedded NUL does not cut the string.
+    private static func bindText(_ text: String, _ handle: OpaquePointer, _ index: Int32) -> Int32 {
+        text.withCString {
+            sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(text.utf8.count), rota_sqlite_transient(), UInt8(SQLITE_UTF8))
+        }
     }
 
     /// Resets the statement so it can run again (bindings are kept).
@@ -111,7 +128,7 @@ public final class Statement {
         if rc == SQLITE_DONE { return false }
         let error = SQLiteError.make(rc, connection.handle, sql: sql)
         sqlite3_reset(handle)
-        if isCached { connection.evict(sql) }
+        if isCached { connection.evict(self) }
         throw error
     }
 

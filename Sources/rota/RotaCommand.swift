@@ -9,13 +9,36 @@ struct RotaCommand: AsyncParsableCommand {
         commandName: "rota",
         abstract: "A persistent task scheduler: run tasks, cron schedules and batches from one SQLite file.",
         discussion: """
-            Every command takes --db PATH (env ROTA_DB, default ./rota.db).
-            Exit codes: 0 success, 1 runtime failure, 2 bad usage or input.
+            Every command takes --db PATH (env ROTA_DB, default ./rota.db). Query commands open the
+            database read-only and never create it; enqueue and migrate create it.
+            Durations: 90s, 15m, 2h, 7d, 1h30m. Instants: ISO-8601 with a zone (2026-12-01T06:00:00Z).
+            Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (the reason on stderr).
+            Shell completion: rota --generate-completion-script bash|zsh|fish
+
+            Examples:
+              rota enqueue --exec -- /usr/local/bin/backup --full
+              rota list --state dead --since 12h
+              rota show 42
+              rota retry --state dead
             """,
         version: RotaVersion.string,
         subcommands: [
+            EnqueueCommand.self,
+            ListCommand.self,
+            ShowCommand.self,
+            StatsCommand.self,
+            RetryCommand.self,
+            CancelCommand.self,
+            PurgeCommand.self,
+            WorkersCommand.self,
             MigrateCommand.self,
+            CheckCommand.self,
+            BenchCommand.self,
+            BatchCommand.self,
             RunCommand.self,
+            NextCommand.self,
+            SchedulesCommand.self,
+            DevCommand.self,
         ]
     )
 

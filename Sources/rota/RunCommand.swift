@@ -31,7 +31,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(name: .long, help: ArgumentHelp("Load cron schedules from the *.cron files in this directory.", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("Load cron schedules from the files in this directory (SIGHUP reloads them).", valueName: "dir"))
     var schedules: String?
 
     @Option(name: .long, help: "Tasks run at once per queue.")
@@ -85,22 +85,33 @@ struct RunCommand: AsyncParsableCommand {
         configuration.threadPoolSize = 1
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
-        if let schedules {
-            try loadSchedules(from: schedules, into: scheduler)
-        }
+        let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
         let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
             // The first signal drains with the configured grace; the next one ends the grace at once.
             scheduler.shutdown(grace: count == 1 ? nil : .zero)
         }
-        try await scheduler.run()
+        // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules.
+        let hangup = cron.map { service in SignalHandler(signals: [SIGHUP]) { _ in _ = try? service.reload() } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await scheduler.run() }
+            if let cron { group.addTask { try await cron.run() } }
+            try await group.next()  // the scheduler finished (drained, or --until-empty): stop firing
+            group.cancelAll()
+        }
         signals.cancel()
+        hangup?.cancel()
     }
 }
 
-/// Loads cron schedules from `directory` for `scheduler` (the hook for `RotaCron`).
-/// - Throws: ``CLIError`` until schedules are supported.
-func loadSchedules(from directory: String, into scheduler: Scheduler) throws {
-    throw CLIError.usage("--schedules \(directory): schedules are not supported yet")
+/// Loads the cron schedules of `directory` into the store; any error in any file is fatal at start-up
+/// (every error is printed as `file:line:column: message`) and nothing is loaded.
+func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> ScheduleService {
+    let service = ScheduleService(store: store, directory: directory, logger: Logger(label: "rota.schedules"))
+    if case .rejected(let errors) = try store.loadSchedules(directory: directory) {
+        FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
+        throw CLIError.usage("--schedules \(directory): \(errors.count) errors; no schedule was loaded")
+    }
+    return service
 }
 
 /// Counts SIGTERM/SIGINT deliveries and calls `handler` with the count (1 for the first signal).

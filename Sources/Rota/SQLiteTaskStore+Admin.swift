@@ -1,0 +1,93 @@
+import Foundation
+import RotaSQLite
+
+/// Whether a worker is running, as seen from its heartbeats.
+public enum WorkerStatus: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// It heartbeated within ``WorkerRecord/livenessWindow`` and has not stopped.
+    case live
+    /// It has not stopped cleanly but its heartbeat is older than the window: its process died or hangs.
+    case dead
+    /// It stopped cleanly.
+    case stopped
+
+    public var description: String { rawValue }
+}
+
+extension WorkerRecord {
+    /// How often a worker is expected to heartbeat (the scheduler's default heartbeat interval).
+    public static let heartbeatInterval: Duration = .seconds(10)
+    /// A worker whose last heartbeat is older than this (three heartbeat intervals) is no longer live.
+    public static let livenessWindow: Duration = heartbeatInterval * 3
+
+    /// The worker's status at `now`.
+    ///
+    /// ```swift
+    /// let live = try await store.workers().filter { $0.status(now: Date()) == .live }
+    /// ```
+    public func status(now: Date) -> WorkerStatus {
+        if stoppedAt != nil { return .stopped }
+        return now.unixMillis - heartbeatAt.unixMillis <= Self.livenessWindow.milliseconds ? .live : .dead
+    }
+
+    /// True when the worker is ``WorkerStatus/live`` at `now`.
+    public func isLive(now: Date) -> Bool { status(now: now) == .live }
+
+    /// True when the worker runs tasks named `name` (a `*` in its task names stands for any name).
+    public func handles(_ name: String) -> Bool { taskNames.contains(name) || taskNames.contains("*") }
+}
+
+extension SQLiteTaskStore {
+    /// Fills the database with `count` synthetic tasks, for benchmarks and tests of the admin tools.
+    ///
+    /// Tasks are spread over the 30 days before `now`, five queues (`q0`…`q4`) and twenty names
+    /// (`bench.0`…`bench.19`), and across states: 70% `succeeded`, 10% `dead`, 5% `cancelled`,
+    /// 13% `scheduled` (half due, half in the future), 2% `running`. Every finished task gets one attempt.
+    /// Written in transactions of `chunk` tasks so the WAL stays small.
+    ///
+    /// - Returns: the number of tasks inserted.
+    @_spi(RotaTools) @discardableResult
+    public func insertSyntheticTasks(count: Int, now: Date, chunk: Int = 50_000) throws -> Int {
+        let nowMs = now.unixMillis
+        let span: Int64 = 30 * 86_400_000
+        let step = max(1, span / Int64(max(1, count)))
+        let start = try read { db in try db.scalarInt("SELECT coalesce(max(id), 0) FROM tasks") ?? 0 }
+        var done = 0
+        while done < count {
+            let n = min(chunk, count - done)
+            let first = Int64(done)
+            try write { db in
+                try db.run("""
+                    WITH RECURSIVE seq(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2),
+                    rows(i, kind, created) AS (SELECT i, i % 100, ?3 - (?4 - i) * ?5 FROM seq)
+                    INSERT INTO tasks(name, queue, payload, state, priority, run_at, attempts, max_attempts,
+                                      lease_owner, lease_until, started_at, created_at, updated_at, finished_at, last_error)
+                    SELECT 'bench.' || (i % 20), 'q' || (i % 5), '{"n":' || i || '}',
+                           CASE WHEN kind < 70 THEN 'succeeded' WHEN kind < 80 THEN 'dead' WHEN kind < 85 THEN 'cancelled'
+                                WHEN kind < 98 THEN 'scheduled' ELSE 'running' END,
+                           i % 3,
+                           CASE WHEN kind >= 85 AND kind < 98 AND i % 2 = 0 THEN ?3 + (i % 3600) * 1000 ELSE created END,
+                           CASE WHEN kind < 70 THEN 1 WHEN kind < 80 THEN 3 WHEN kind < 85 THEN 0
+                                WHEN kind < 98 THEN 0 ELSE 1 END,
+                           3,
+                           CASE WHEN kind >= 98 THEN 'bench-worker' END,
+                           CASE WHEN kind >= 98 THEN ?3 + 60000 END,
+                           CASE WHEN kind < 80 OR kind >= 98 THEN created + 10 END,
+                           created, created + 2000,
+                           CASE WHEN kind < 85 THEN created + 2000 END,
+                           CASE WHEN kind >= 70 AND kind < 80 THEN 'synthetic failure ' || i END
+                    FROM rows
+                    """, [.integer(first), .integer(first + Int64(n) - 1), .integer(nowMs), .integer(Int64(count)),
+                          .integer(step)])
+                try db.run("""
+                    INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
+                    SELECT id, attempts, 'bench-worker', started_at, finished_at,
+                           CASE state WHEN 'succeeded' THEN 'succeeded' ELSE 'failed' END,
+                           last_error, CASE state WHEN 'succeeded' THEN '{"ok":true}' END
+                    FROM tasks WHERE id > ?1 AND state IN ('succeeded', 'dead')
+                    """, [.integer(start + first)])
+            }
+            done += n
+        }
+        return done
+    }
+}

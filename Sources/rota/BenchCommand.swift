@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import Rota
+
+/// `rota bench`: measures Rota on this machine and prints one `key=value` line per figure.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure enqueue, end-to-end, latency and backlog figures; prints key=value lines.",
+        discussion: """
+            Rates are per second. Plain `rota bench` measures with synchronous=NORMAL, then the same rates
+            with FULL (keys with a _full suffix). Runs in a temporary directory unless --dir is given.
+            Examples:
+              rota bench
+              rota bench --quick          # a short run, for CI
+              rota bench --backlog 200000 --only backlog
+            """
+    )
+
+    @Flag(help: "A short run (small counts), for CI.")
+    var quick = false
+
+    @Option(help: "The size of the backlog for the claim-ratio and memory figures.")
+    var backlog: Int?
+
+    @Option(help: "Only the named groups (enqueue, backlog), comma-separated.")
+    var only: String?
+
+    @Option(help: "Where to put the benchmark databases (default: a new temporary directory).")
+    var dir: String?
+
+    func run() async throws {
+        let directory = try dir ?? makeTemporaryDirectory()
+        defer { if dir == nil { try? FileManager.default.removeItem(atPath: directory) } }
+        let groups = Set((only ?? "enqueue,backlog").split(separator: ",").map { String($0) })
+        let scale = quick ? 10 : 1
+        var lines: [(String, String)] = []
+        func emit(_ key: String, _ value: String) {
+            lines.append((key, value))
+            print("\(key)=\(value)")
+            fflush(nil)
+        }
+        for durability in [Durability.normal, .full] {
+            let suffix = durability == .full ? "_full" : ""
+            if groups.contains("enqueue") {
+                let one = try StoreBench.enqueueOne(directory: directory, count: (durability == .full ? 2_000 : 20_000) / scale, durability: durability)
+                emit("enqueue_one\(suffix)", String(format: "%.0f", one))
+                let bulk = try StoreBench.enqueueBulk(directory: directory, count: 200_000 / scale, batch: 1_000, durability: durability)
+                emit("enqueue_bulk\(suffix)", String(format: "%.0f", bulk))
+            }
+        }
+        if groups.contains("backlog") {
+            let size = backlog ?? (quick ? 50_000 : 1_000_000)
+            let result = try StoreBench.backlogClaim(directory: directory, backlog: size, work: 20_000 / scale)
+            emit("claim_empty", String(format: "%.0f", result.empty))
+            emit("claim_backlog", String(format: "%.0f", result.loaded))
+            emit("backlog_size", "\(size)")
+            emit("backlog_claim_ratio", String(format: "%.2f", result.loaded / result.empty))
+        }
+    }
+
+    private func makeTemporaryDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "rota-bench-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+/// Store-level measurements (no scheduler): the cost of Rota's SQL and its Swift layer.
+enum StoreBench {
+    static let payload = #"{"item":12345,"note":"x"}"#
+
+    static func freshStore(_ directory: String, _ name: String, _ durability: Durability) throws -> SQLiteTaskStore {
+        let path = directory + "/" + name + ".db"
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        return try SQLiteTaskStore(path: path, configuration: .init(durability: durability))
+    }
+
+    static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    /// Enqueue rate, one task per call (one transaction each, durable when the call returns).
+    static func enqueueOne(directory: String, count: Int, durability: Durability) throws -> Double {
+        let store = try freshStore(directory, "enqueue-one", durability)
+        let spec = TaskSpec(name: "noop", payload: payload)
+        let time = try seconds {
+            for _ in 0..<count { _ = try store.enqueueSync([spec]) }
+        }
+        return Double(count) / time
+    }
+
+    /// Enqueue rate in transactions of `batch` tasks.
+    static func enqueueBulk(directory: String, count: Int, batch: Int, durability: Durability) throws -> Double {
+        let store = try freshStore(directory, "enqueue-bulk", durability)
+        let specs = Array(repeating: TaskSpec(name: "noop", payload: payload), count: batch)
+        let time = try seconds {
+            var done = 0
+            while done < count {
+                _ = try store.enqueueSync(done + batch <= count ? specs : Array(specs.prefix(count - done)))
+                done += batch
+            }
+        }
+        return Double(count) / time
+    }
+
+    /// Claim-and-complete rate (64 per claim) from an empty table versus from a `backlog`-task backlog.
+    static func backlogClaim(directory: String, backlog: Int, work: Int) throws -> (empty: Double, loaded: Double) {
+        func lifecycle(_ store: SQLiteTaskStore, _ count: Int) throws -> Double {
+            try seconds {
+                var done = 0
+                while done < count {
+                    let now = Date()
+                    let claimed = try store.claimSync([ClaimRequest(queue: "default", names: nil, limit: 64)],
+                                                      worker: "bench", leaseUntil: now.addingTimeInterval(60), now: now)
+                    if claimed.isEmpty { break }
+                    let finished = Date()
+                    try store.completeSync(claimed.map {
+                        Completion(taskID: $0.id, attempt: $0.attempt, worker: "bench", startedAt: $0.startedAt,
+                                   finishedAt: finished, resolution: .succeeded(result: nil))
+                    })
+                    done += claimed.count
+                }
+            }.reciprocal(count)
+        }
+        let spec = TaskSpec(name: "noop", payload: payload)
+        let empty = try freshStore(directory, "claim-empty", .normal)
+        for _ in stride(from: 0, to: work, by: 1_000) { _ = try empty.enqueueSync(Array(repeating: spec, count: 1_000)) }
+        let emptyRate = try lifecycle(empty, work)
+
+        let loaded = try freshStore(directory, "claim-backlog", .normal)
+        // The backlog: due tasks, enqueued after the ones we work through (same priority, later run_at).
+        let early = TaskSpec(name: "noop", payload: payload, runAt: Date(timeIntervalSinceNow: -3600))
+        for _ in stride(from: 0, to: work, by: 1_000) { _ = try loaded.enqueueSync(Array(repeating: early, count: 1_000)) }
+        let chunk = Array(repeating: spec, count: 10_000)
+        for _ in stride(from: 0, to: backlog, by: 10_000) { _ = try loaded.enqueueSync(chunk) }
+        let loadedRate = try lifecycle(loaded, work)
+        return (emptyRate, loadedRate)
+    }
+}
+
+extension Double {
+    /// `count / self`: a rate from a duration in seconds.
+    fileprivate func reciprocal(_ count: Int) -> Double { Double(count) / self }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import Rota
+
+/// `rota enqueue`: adds one task and prints its id.
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Enqueue a task and print its id.",
+        discussion: """
+            Creates the database when it does not exist. With --unique, enqueuing a key that is already
+            known prints the existing task's id and says so on stderr (exit 0): safe to repeat.
+
+            Examples:
+              rota enqueue email.send --payload '{"to": "ops@example.com"}' --queue mail --priority 5
+              rota enqueue exec --payload '{"argv": ["/usr/local/bin/backup", "--full"]}' --timeout 30m
+              rota enqueue --exec -- /usr/local/bin/backup --full      (the same, shorter)
+              rota enqueue --exec --in 15m --max-attempts 5 -- curl -fsS https://example.com/ping
+              rota enqueue report.build --at 2026-12-01T06:00:00Z --unique report-2026-12
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: ArgumentHelp("The task's name (its handler), e.g. exec or email.send.", valueName: "name"))
+    var name: String?
+
+    @Flag(name: .long, help: "Enqueue an `exec` task running the command given after `--`.")
+    var exec = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("With --exec: the command and its arguments, after `--`.", valueName: "command"))
+    var command: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("The payload, JSON (default {}).", valueName: "json"))
+    var payload: String?
+
+    @Option(name: .long, help: ArgumentHelp("The queue (default: default).", valueName: "queue"))
+    var queue: String = "default"
+
+    @Option(name: .long, help: ArgumentHelp("0 or more; higher runs first among due tasks (default 0).", valueName: "n"))
+    var priority: Int = 0
+
+    @Option(name: .long, help: ArgumentHelp("When it becomes due, ISO-8601 with a zone (2026-12-01T06:00:00Z).", valueName: "instant"))
+    var at: String?
+
+    @Option(name: .customLong("in"), help: ArgumentHelp("Due after this duration (90s, 15m, 2h, 7d).", valueName: "duration"))
+    var delay: String?
+
+    @Option(name: .long, help: ArgumentHelp("Attempts it may use, 1 or more (default 3; 1 means no retry).", valueName: "n"))
+    var maxAttempts: Int = 3
+
+    @Option(name: .long, help: ArgumentHelp("Time limit of one attempt (90s, 15m, 2h).", valueName: "duration"))
+    var timeout: String?
+
+    @Option(name: .long, help: ArgumentHelp("A unique key: enqueuing it again returns the existing task.", valueName: "key"))
+    var unique: String?
+
+    /// The task spec the arguments describe.
+    /// - Throws: ``CLIError/usage(_:)`` for contradicting or malformed arguments.
+    func spec(now: Date) throws -> TaskSpec {
+        let taskName: String
+        var payloadText = payload ?? "{}"
+        if exec {
+            if let name, name != "exec" {
+                throw CLIError.usage("--exec enqueues an exec task; put the command after `--` (rota enqueue --exec -- \(name) …)")
+            }
+            guard !command.isEmpty else {
+                throw CLIError.usage("--exec needs a command after `--`, e.g. rota enqueue --exec -- echo hello")
+            }
+            if payload != nil { throw CLIError.usage("--exec and --payload contradict each other; use one") }
+            taskName = "exec"
+            payloadText = JSON.object([("argv", .array(command.map { .string($0) }))]).rendered(compact: true)
+        } else {
+            guard let name else {
+                throw CLIError.usage("missing the task's name: rota enqueue NAME [--payload JSON], or rota enqueue --exec -- CMD ARG…")
+            }
+            if !command.isEmpty {
+                throw CLIError.usage("arguments after `--` are only for --exec (got \(command.joined(separator: " ")))")
+            }
+            taskName = name
+        }
+        try checkJSON(payloadText, field: "--payload")
+        if priority < 0 { throw CLIError.usage("--priority: must be 0 or more (higher runs first), got \(priority)") }
+        if maxAttempts < 1 { throw CLIError.usage("--max-attempts: must be 1 or more, got \(maxAttempts)") }
+        if at != nil, delay != nil { throw CLIError.usage("--at and --in contradict each other; use one") }
+        var runAt: Date? = nil
+        if let at { runAt = try TimeText.parseInstant(at, field: "--at") }
+        if let delay { runAt = Date(unixMillis: now.unixMillis + (try TimeText.parseDuration(delay, field: "--in"))) }
+        var limit: Duration? = nil
+        if let timeout {
+            let ms = try TimeText.parseDuration(timeout, field: "--timeout")
+            if ms <= 0 { throw CLIError.usage("--timeout: must be more than 0") }
+            limit = .milliseconds(ms)
+        }
+        if let unique, unique.isEmpty { throw CLIError.usage("--unique: the key must not be empty") }
+        return TaskSpec(name: taskName, payload: payloadText, queue: queue, priority: priority, runAt: runAt,
+                        maxAttempts: maxAttempts, timeout: limit, uniqueKey: unique)
+    }
+
+    func run() async throws {
+        let spec = try spec(now: Date())
+        let store = try global.openStore(.create, quickCheck: false)
+        let result = try await store.enqueue(spec)
+        if !result.inserted {
+            printNote("rota: existing task \(result.id) already has unique key '\(spec.uniqueKey ?? "")'; nothing enqueued")
+        }
+        if output.json {
+            printJSON(.object([("id", .int(result.id)), ("inserted", .bool(result.inserted))]))
+        } else {
+            print(result.id)
+        }
+    }
+}

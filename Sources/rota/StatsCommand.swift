@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Rota
+
+/// `rota stats`: counts per state and queue, the oldest due task, throughput, workers.
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Counts per state and queue, the oldest due task's age, throughput, and running workers.",
+        discussion: """
+            Warns about task names that have scheduled tasks but no live worker handling them
+            (a worker is live when it heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) and has not stopped).
+
+            Examples:
+              rota stats
+              rota stats --json | jq '.states.dead'
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let store = try global.openForReading()
+        let now = Date()
+        let stats = try await store.stats(now: now)
+        let workers = try await store.workers()
+        let live = workers.filter { $0.isLive(now: now) }
+        let unhandled = stats.scheduledByName.filter { name, count in count > 0 && !live.contains { $0.handles(name) } }
+            .sorted { $0.key < $1.key }
+        if output.json {
+            printJSON(Self.json(stats, workers: workers, unhandled: unhandled, now: now))
+            return
+        }
+        let terminal = Terminal.current
+        var lines: [String] = []
+        let total = stats.states.values.reduce(0, +)
+        lines.append(terminal.bold("Tasks") + "  \(total) in all")
+        var states = Table([.init(title: "STATE")] + [.init(title: "COUNT", right: true)])
+        for state in TaskState.allCases {
+            states.append([.init(state.rawValue, paint: { [terminal] in terminal.paint($0, state: state) }),
+                           .init(String(stats.states[state] ?? 0))])
+        }
+        lines += states.render(width: terminal.width, bold: terminal.bold).map { "  " + $0 }
+        lines.append("")
+        if stats.queues.isEmpty {
+            lines.append(terminal.bold("Queues") + "  none")
+        } else {
+            lines.append(terminal.bold("Queues"))
+            var queues = Table([.init(title: "QUEUE", flexible: true, minWidth: 8)]
+                + TaskState.allCases.map { Table.Column(title: $0.rawValue.uppercased(), right: true) })
+            for (queue, counts) in stats.queues.sorted(by: { $0.key < $1.key }) {
+                queues.append([.init(queue)] + TaskState.allCases.map { .init(String(counts[$0] ?? 0)) })
+            }
+            lines += queues.render(width: terminal.width.map { $0 - 2 }, bold: terminal.bold).map { "  " + $0 }
+        }
+        lines.append("")
+        if let oldest = stats.oldestDueAt {
+            lines.append(terminal.bold("Oldest due") + "  \(TimeText.formatAge(millis: now.unixMillis - oldest.unixMillis)) waiting (due \(TimeText.humanInstant(oldest)))")
+        } else {
+            lines.append(terminal.bold("Oldest due") + "  nothing is due")
+        }
+        lines.append(terminal.bold("Throughput") + "  \(stats.finishedLastMinute) finished in the last minute, \(stats.finishedLastHour) in the last hour")
+        let dead = workers.filter { $0.status(now: now) == .dead }
+        var workerLine = terminal.bold("Workers") + "  \(live.count) live"
+        if !dead.isEmpty { workerLine += ", \(dead.count) dead (no heartbeat; see rota workers)" }
+        lines.append(workerLine)
+        for worker in live {
+            lines.append("  \(worker.id)  \(worker.host) pid \(worker.pid)  queues \(worker.queues.joined(separator: ","))  heartbeat \(TimeText.relative(worker.heartbeatAt, now: now))")
+        }
+        let shown = 12
+        for (name, count) in unhandled.prefix(shown) {
+            lines.append(terminal.paint("warning:", code: "33") + " no live worker handles \(name) (\(count) scheduled)")
+        }
+        if unhandled.count > shown {
+            lines.append(terminal.paint("warning:", code: "33")
+                + " and \(unhandled.count - shown) more task names no live worker handles (rota stats --json lists them all)")
+        }
+        writeLines(lines)
+    }
+
+    static func json(_ stats: StoreStats, workers: [WorkerRecord], unhandled: [(key: String, value: Int)], now: Date) -> JSON {
+        func counts(_ values: [TaskState: Int]) -> JSON {
+            .object(TaskState.allCases.map { ($0.rawValue, .int(values[$0] ?? 0)) })
+        }
+        let live = workers.filter { $0.isLive(now: now) }
+        return .object([
+            ("states", counts(stats.states)),
+            ("total", .int(stats.states.values.reduce(0, +))),
+            ("queues", .object(stats.queues.sorted { $0.key < $1.key }.map { ($0.key, counts($0.value)) })),
+            ("oldest_due_at", .instant(stats.oldestDueAt)),
+            ("oldest_due_age_ms", stats.oldestDueAt.map { .int(now.unixMillis - $0.unixMillis) } ?? .null),
+            ("throughput", .object([
+                ("last_minute", .int(stats.finishedLastMinute)),
+                ("last_hour", .int(stats.finishedLastHour)),
+            ])),
+            ("workers", .object(WorkerStatus.allCases.map { status in
+                (status.rawValue, .int(workers.filter { $0.status(now: now) == status }.count))
+            })),
+            ("live_workers", .array(live.map { $0.json(now: now) })),
+            ("unhandled_names", .array(unhandled.map { .object([("name", .string($0.key)), ("scheduled", .int($0.value))]) })),
+            ("generated_at", .instant(now)),
+        ])
+    }
+}

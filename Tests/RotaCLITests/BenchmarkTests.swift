@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// `rota list` and `rota stats` on a 1,000,000-task database. Opt-in: `ROTA_BENCH=1 swift test --filter Benchmark`
+/// (`ROTA_BENCH_TASKS` changes the size; `ROTA_BENCH_DB=path` keeps and reuses the database).
+/// Times are wall-clock for the whole `rota` process (launch included), the median of five runs.
+/// `ROTA_BINARY=path` times another build (e.g. `swift build -c release`).
+@Suite("benchmark", .enabled(if: ProcessInfo.processInfo.environment["ROTA_BENCH"] == "1"))
+struct BenchmarkTests {
+    @Test func listAndStatsOnAMillionTasksAnswerWellUnderASecond() throws {
+        let env = ProcessInfo.processInfo.environment
+        let count = env["ROTA_BENCH_TASKS"].flatMap { Int($0) } ?? 1_000_000
+        let temp = try TempDatabase()
+        let path = env["ROTA_BENCH_DB"] ?? temp.path
+        if !FileManager.default.fileExists(atPath: path) {
+            let start = ContinuousClock.now
+            let populate = try Rota.run(["_dev", "populate", "--count", String(count), "--db", path], timeout: .seconds(1800))
+            #expect(populate.status == 0, "\(populate)")
+            print("benchmark: populated \(count) tasks in \(ContinuousClock.now - start): \(populate.stdout)", terminator: "")
+        }
+        let commands: [[String]] = [
+            ["list"],
+            ["list", "--json"],
+            ["list", "--state", "dead"],
+            ["list", "--state", "scheduled", "--state", "running"],
+            ["list", "--queue", "q3"],
+            ["list", "--name", "bench.7"],
+            ["list", "--state", "dead", "--queue", "q1", "--name", "bench.11"],
+            ["list", "--since", "1h"],
+            // Worst cases: a filter no index serves, matching nothing, reads the whole table.
+            ["list", "--name", "no.such.name"],
+            ["list", "--queue", "no-such-queue"],
+            ["list", "--since", "1s"],
+            ["list", "--limit", "10000", "--json"],
+            ["stats"],
+            ["stats", "--json"],
+            ["show", "500000"],
+            ["workers"],
+            ["--version"],
+        ]
+        var slowest: [String: Duration] = [:]
+        for command in commands {
+            var times: [Duration] = []
+            for _ in 0..<5 {
+                let start = ContinuousClock.now
+                let result = try Rota.run(command + (command == ["--version"] ? [] : ["--db", path]), environment: ["COLUMNS": "120"])
+                times.append(ContinuousClock.now - start)
+                #expect(result.status == 0, "\(command): \(result)")
+            }
+            let median = times.sorted()[2]
+            let label = "rota " + command.joined(separator: " ")
+            print("benchmark: \(label): median \(median), max \(times.max()!)")
+            slowest[label] = median
+        }
+        for (label, median) in slowest where label.hasPrefix("rota list") || label.hasPrefix("rota stats") {
+            if label.contains("10000") { continue }  // prints 10,000 tasks: measures output, not the query
+            let fullScan = label.contains("no.such") || label.contains("no-such") || label.hasSuffix("--since 1s")
+            #expect(median < .milliseconds(fullScan ? 1000 : 500), "\(label) took \(median)")
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import Rota
+
+/// Batches in the store: restart-safe submission, progress kept by triggers, completion fired once.
+@Suite final class BatchStoreTests {
+    private let directory: String
+    private let store: SQLiteTaskStore
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "rota-batch-tests-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        store = try SQLiteTaskStore(path: directory + "/rota.db", configuration: .init(durability: .normal))
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    struct Item: Codable, Equatable { var n: Int }
+
+    /// Claims and finishes every due task of the batch with `resolution`, as a worker would.
+    private func work(limit: Int = 1_000, _ resolution: (ClaimedTask) -> Completion.Resolution) throws -> Int {
+        let now = Date()
+        let claimed = try store.claimSync([ClaimRequest(queue: "default", names: nil, limit: limit)], worker: "w",
+                                          leaseUntil: now.addingTimeInterval(60), now: now)
+        try store.completeSync(claimed.map {
+            Completion(taskID: $0.id, attempt: $0.attempt, worker: "w", startedAt: now, finishedAt: Date(), resolution: resolution($0))
+        })
+        return claimed.count
+    }
+
+    @Test func resubmittingTheSameBatchAddsOnlyMissingItems() async throws {
+        let onComplete = #"{"name": "report", "payload": {"kind": "done"}}"#
+        // A first submission killed after 40 items: opened, items added, never sealed.
+        let first = try store.openBatch(name: "b", onComplete: onComplete)
+        _ = try store.addBatchItems(first.id, (1...40).map { TaskSpec(name: "item", payload: #"{"n":\#($0)}"#, batchItem: String($0)) })
+        #expect(try store.batch(named: "b")?.sealed == false)
+        // Run again in full.
+        let batch = try store.submitBatch(name: "b", taskName: "item", payloads: (1...100).map { Item(n: $0) }, onComplete: onComplete, chunk: 30)
+        #expect(batch.total == 100)
+        #expect(batch.sealed)
+        let items = try await store.list(TaskFilter(batch: "b", limit: 1_000))
+        #expect(items.count == 100)
+        #expect(Set(items.compactMap(\.batchItem)).count == 100)
+        // And once more after it was sealed: nothing new.
+        #expect(try store.submitBatch(name: "b", taskName: "item", payloads: (1...100).map { Item(n: $0) }).total == 100)
+    }
+
+    @Test func completionEnqueuesTheCallbackExactlyOnce() async throws {
+        _ = try store.submitBatch(name: "nightly", taskName: "item", payloads: (1...10).map { Item(n: $0) },
+                                  onComplete: #"{"name": "report", "queue": "reports"}"#)
+        #expect(try work(limit: 5) { _ in .succeeded(result: nil) } == 5)
+        #expect(try store.batch(named: "nightly")?.completedAt == nil)
+        #expect(try work { _ in .dead(outcome: .failed, error: "boom") } == 5)
+        let done = try #require(try store.batch(named: "nightly"))
+        #expect(done.finished == 10 && done.completedAt != nil)
+        var callbacks = try await store.list(TaskFilter(name: "report", limit: 10))
+        #expect(callbacks.count == 1)
+        #expect(callbacks.first?.queue == "reports")
+        #expect(callbacks.first?.payload.contains("nightly") == true)
+        // Retrying its dead items and finishing them again does not fire a second callback.
+        #expect(try store.retryBatch("nightly") == 5)
+        #expect(try store.batch(named: "nightly")?.finished == 5)
+        #expect(try work(limit: 100) { $0.name == "item" ? .succeeded(result: nil) : .retry(outcome: .failed, error: "later", runAt: Date(timeIntervalSinceNow: 3600)) } >= 5)
+        callbacks = try await store.list(TaskFilter(name: "report", limit: 10))
+        #expect(callbacks.count == 1)
+    }
+
+    @Test func aBatchWhoseItemsAllFinishedBeforeSealingCompletesAtSeal() throws {
+        let batch = try store.openBatch(name: "quick", onComplete: #"{"name": "report"}"#)
+        _ = try store.addBatchItems(batch.id, [TaskSpec(name: "item", batchItem: "1")])
+        _ = try work { _ in .succeeded(result: nil) }
+        #expect(try store.batch(named: "quick")?.completedAt == nil)  // not sealed yet: more may come
+        #expect(try store.sealBatch(batch.id).completedAt != nil)
+    }
+
+    @Test func statusCountsEveryStateAndEstimates() throws {
+        _ = try store.submitBatch(name: "s", taskName: "item", payloads: (1...6).map { Item(n: $0) })
+        _ = try work(limit: 2) { _ in .succeeded(result: nil) }
+        let status = try store.batchStatus("s")
+        #expect(status.states[.succeeded] == 2 && status.states[.scheduled] == 4)
+        #expect(status.states.count == TaskState.allCases.count)
+        #expect(status.remaining == 4)
+        #expect(status.finishedLastMinute == 2)
+        #expect(status.rate != nil && status.eta != nil)
+        #expect(throws: RotaError.self) { try self.store.batchStatus("missing") }
+    }
+
+    @Test func cancelStopsScheduledItemsAndAsksRunningOnesToStop() async throws {
+        _ = try store.submitBatch(name: "c", taskName: "item", payloads: (1...5).map { Item(n: $0) })
+        let now = Date()
+        _ = try store.claimSync([ClaimRequest(queue: "default", names: nil, limit: 2)], worker: "w", leaseUntil: now.addingTimeInterval(60), now: now)
+        let result = try store.cancelBatch("c")
+        #expect(result.cancelled == 3 && result.requested == 2)
+        #expect(try await store.heartbeat(worker: "w", now: now, leaseUntil: now.addingTimeInterval(60)).count == 2)
+    }
+
+    @Test func badOnCompleteSpecsAreRejectedAndNothingIsWritten() throws {
+        for bad in ["[]", "{}", #"{"name": ""}"#, #"{"name": "x", "payload": "text"}"#, #"{"name": "x", "queue": 3}"#, "not json"] {
+            #expect(throws: RotaError.self) { try self.store.openBatch(name: "bad", onComplete: bad) }
+        }
+        #expect(try store.batches().isEmpty)
+    }
+
+    @Test func purgingFinishedItemsKeepsTheCountsTrue() async throws {
+        _ = try store.submitBatch(name: "p", taskName: "item", payloads: (1...4).map { Item(n: $0) })
+        _ = try work { _ in .succeeded(result: nil) }
+        #expect(try await store.purge(olderThan: Date(timeIntervalSinceNow: 60), states: []) == 4)
+        let batch = try #require(try store.batch(named: "p"))
+        #expect(batch.total == 0 && batch.finished == 0)
+    }
+}
