@@ -73,6 +73,7 @@ final class Engine: @unchecked Sendable {
     }
     private var stats = LoopStats()
     private let namesByExecutor: [ExecutorKind: [String]]
+    private let loopExecutor = LoopExecutor()
     private let queueNames: [String]
 
     init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
@@ -734,18 +735,66 @@ final class Engine: @unchecked Sendable {
         return try blocking { [store] in try await store.complete(completions) }
     }
 
-    /// Runs an async store call from the loop thread (not a cooperative thread, so waiting is fine).
+    /// Runs an async store call from the loop thread, on the loop thread: the task prefers the loop's own
+    /// executor, whose jobs this thread runs until the call is done. So heartbeats and lease recovery never
+    /// wait for the cooperative pool (a pool saturated by handlers cannot let leases expire).
     private func blocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<T, any Error>?>(nil)
-        Task {
+        let box = ResultBox<T>()
+        let executor = loopExecutor
+        Task(executorPreference: executor) {
             let result: Result<T, any Error>
             do { result = .success(try await operation()) } catch { result = .failure(error) }
-            box.withLock { $0 = result }
-            semaphore.signal()
+            box.set(result)
+            executor.wake()
         }
-        semaphore.wait()
-        return try box.withLock { $0! }.get()
+        executor.run(until: { box.isSet })
+        return try box.get()
+    }
+}
+
+/// A result set once from one thread and read from another.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+    func set(_ value: Result<T, any Error>) { lock.withLock { result = value } }
+    var isSet: Bool { lock.withLock { result != nil } }
+    func get() throws -> T { try lock.withLock { result! }.get() }
+}
+
+/// A task executor whose jobs run on the thread that calls ``run(until:)`` (the engine's loop thread).
+final class LoopExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Wakes ``run(until:)`` to re-check its condition.
+    func wake() {
+        condition.lock()
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Runs enqueued jobs on the calling thread until `done()` holds.
+    func run(until done: () -> Bool) {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !done() { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let batch = jobs
+            jobs.removeAll(keepingCapacity: true)
+            condition.unlock()
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        }
     }
 }
 

@@ -221,12 +221,15 @@ struct RunCommandTests {
         #expect(workers.count == 2)
     }
 
-    @Test func schedulesAreNotSupportedYetAndSayWhy() async throws {
+    @Test func aSchedulesDirectoryWithAnErrorIsRefusedWithExitTwo() async throws {
         let workspace = try Workspace()
-        let rota = try RotaProcess(["run", "--db", workspace.db, "--schedules", workspace.directory.path], in: workspace)
+        let schedules = workspace.path("schedules")
+        try FileManager.default.createDirectory(atPath: schedules, withIntermediateDirectories: true)
+        try "61 * * * *  broken  exec true\n".write(toFile: schedules + "/bad.cron", atomically: true, encoding: .utf8)
+        let rota = try RotaProcess(["run", "--db", workspace.db, "--schedules", schedules], in: workspace)
         let status = try await Self.within(.seconds(20), "rota run to refuse") { await rota.exit() }
         #expect(status == 2)
-        #expect(rota.stderr.contains("schedules are not supported yet"))
+        #expect(rota.stderr.contains("bad.cron"))
     }
 
     @Test func badOptionsAreUsageErrors() async throws {
