@@ -67,7 +67,13 @@ final class Engine: @unchecked Sendable {
     private var finished = false
 
     // Loop-thread state.
+    private struct LoopStats {
+        var claims = 0, claimed = 0, flushes = 0, flushed = 0, waits = 0
+        var claimTime = Duration.zero, flushTime = Duration.zero
+    }
+    private var stats = LoopStats()
     private let namesByExecutor: [ExecutorKind: [String]]
+    private let loopExecutor = LoopExecutor()
     private let queueNames: [String]
 
     init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
@@ -145,6 +151,12 @@ final class Engine: @unchecked Sendable {
         var backoff = Duration.zero
         var nextEmptyCheck = clock.now
         var carried: [Completion] = []
+        defer {
+            logger.debug("scheduler loop stats", metadata: [
+                "claims": "\(stats.claims)", "claimed": "\(stats.claimed)", "claim_time": "\(stats.claimTime)",
+                "flushes": "\(stats.flushes)", "flushed": "\(stats.flushed)", "flush_time": "\(stats.flushTime)",
+                "waits": "\(stats.waits)"])
+        }
 
         func storeFailed(_ error: any Error, _ what: String) {
             backoff = backoff == .zero ? .milliseconds(10) : min(backoff * 2, settings.maxStoreBackoff)
@@ -181,21 +193,20 @@ final class Engine: @unchecked Sendable {
                     }
                 }
                 if case .running = phase, !inBackoff {
-                    let free = freeSlotsLocked()
-                    if free > 0 {
+                    if claimableLocked() > 0 {
                         if mayHaveMore { break }
                         if due(nextPoll) || due(nextDue) { break }
                     }
                     if due(nextHeartbeat) || due(nextRecovery) { break }
-                    if settings.untilEmpty, running.isEmpty, due(nextEmptyCheck) { break }
                 }
-                if case .draining = phase {
-                    if running.isEmpty || due(shutdownDeadline) { break }
-                    if due(nextHeartbeat) { break }
+                // While the store is backing off, only its retry instant (or a wake) ends the wait.
+                if case .draining = phase, !inBackoff {
+                    if running.isEmpty || due(shutdownDeadline) || due(nextHeartbeat) { break }
                 }
-                if case .cancelling(let hard) = phase {
+                if case .cancelling(let hard) = phase, !inBackoff {
                     if running.isEmpty || due(hard) { break }
                 }
+                stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval(Double((deadline - now).milliseconds + 1) / 1000))
             }
             let woke = wakeRequested
@@ -237,7 +248,11 @@ final class Engine: @unchecked Sendable {
                     carried = batch
                 } else {
                     do {
+                        let t0 = clock.now
                         let applied = try complete(batch)
+                        stats.flushes += 1
+                        stats.flushed += batch.count
+                        stats.flushTime += clock.now - t0
                         storeSucceeded()
                         for (completion, ok) in zip(batch, applied) where !ok {
                             logger.warning("completion ignored: the lease was lost (the task was recovered)",
@@ -312,7 +327,11 @@ final class Engine: @unchecked Sendable {
                 let claimed: [ClaimedTask]
                 do {
                     let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                    let t0 = clock.now
                     claimed = try claim(requests, leaseUntil: leaseUntil)
+                    stats.claims += 1
+                    stats.claimed += claimed.count
+                    stats.claimTime += clock.now - t0
                     storeSucceeded()
                 } catch {
                     storeFailed(error, "claiming tasks")
@@ -360,17 +379,19 @@ final class Engine: @unchecked Sendable {
 
     private var allNames: [String] { handlers.keys.sorted() }
 
-    /// Free slots over all queues (lock held).
-    private func freeSlotsLocked() -> Int {
-        var free = 0
-        for (queue, limit) in settings.queues { free += max(0, limit - busyByQueue[queue, default: 0]) }
-        return free
+    /// How many tasks a claim could take now: free slots of queues and executors (lock held).
+    private func claimableLocked() -> Int {
+        claimRequestsLocked().reduce(0) { $0 + $1.limit }
     }
 
     /// One request per (queue, executor) with handlers, sized to the free slots of both.
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
+        return claimRequestsLocked()
+    }
+
+    private func claimRequestsLocked() -> [ClaimRequest] {
         var requests: [ClaimRequest] = []
         var executorFree: [ExecutorKind: Int] = [
             .threadPool: settings.threadPoolSize - busyByExecutor[.threadPool, default: 0],
@@ -543,11 +564,9 @@ final class Engine: @unchecked Sendable {
     private func finish(_ run: Running, _ end: AttemptEnd) {
         let task = run.task
         let now = Date()
+        // Read under the lock below; a stop reason set after this read loses the race to the result,
+        // which is recorded as it is (a success stays a success).
         lock.lock()
-        guard let current = running[task.id], current === run else {
-            lock.unlock()
-            return
-        }
         let reason = run.stopReason
         lock.unlock()
         let resolution: Completion.Resolution
@@ -575,15 +594,19 @@ final class Engine: @unchecked Sendable {
         let completion = Completion(taskID: task.id, attempt: task.attempt, worker: settings.workerID,
                                     startedAt: task.startedAt, finishedAt: now, resolution: resolution)
         lock.lock()
-        guard running.removeValue(forKey: task.id) != nil else {
+        // Gone when it was already handed back at the end of a shutdown: its late result is discarded.
+        guard let current = running[task.id], current === run else {
             lock.unlock()
             return
         }
+        running.removeValue(forKey: task.id)
         if completions.isEmpty { firstPendingAt = clock.now }
         completions.append(completion)
         busyByQueue[task.queue, default: 0] -= 1
         if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
-        lock.signal()
+        // Wake the loop only when it has something to do: the first pending completion starts the
+        // group-commit clock, and the flush is due once as many have finished as are still running.
+        if completions.count == 1 || completions.count >= running.count { lock.signal() }
         lock.unlock()
     }
 
@@ -666,6 +689,7 @@ final class Engine: @unchecked Sendable {
                     lock.unlock()
                     return false
                 }
+                stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval(backoff.seconds))
                 lock.unlock()
                 backoff = min(backoff * 2, settings.maxStoreBackoff)
@@ -707,22 +731,70 @@ final class Engine: @unchecked Sendable {
     }
 
     private func complete(_ completions: [Completion]) throws -> [Bool] {
-        if let sqlite { return try sqlite.completeSync(completions) }
+        if let sqlite { return try sqlite.completeBatch(completions) }
         return try blocking { [store] in try await store.complete(completions) }
     }
 
-    /// Runs an async store call from the loop thread (not a cooperative thread, so waiting is fine).
+    /// Runs an async store call from the loop thread, on the loop thread: the task prefers the loop's own
+    /// executor, whose jobs this thread runs until the call is done. So heartbeats and lease recovery never
+    /// wait for the cooperative pool (a pool saturated by handlers cannot let leases expire).
     private func blocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<T, any Error>?>(nil)
-        Task {
+        let box = ResultBox<T>()
+        let executor = loopExecutor
+        Task(executorPreference: executor) {
             let result: Result<T, any Error>
             do { result = .success(try await operation()) } catch { result = .failure(error) }
-            box.withLock { $0 = result }
-            semaphore.signal()
+            box.set(result)
+            executor.wake()
         }
-        semaphore.wait()
-        return try box.withLock { $0! }.get()
+        executor.run(until: { box.isSet })
+        return try box.get()
+    }
+}
+
+/// A result set once from one thread and read from another.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+    func set(_ value: Result<T, any Error>) { lock.withLock { result = value } }
+    var isSet: Bool { lock.withLock { result != nil } }
+    func get() throws -> T { try lock.withLock { result! }.get() }
+}
+
+/// A task executor whose jobs run on the thread that calls ``run(until:)`` (the engine's loop thread).
+final class LoopExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Wakes ``run(until:)`` to re-check its condition.
+    func wake() {
+        condition.lock()
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Runs enqueued jobs on the calling thread until `done()` holds.
+    func run(until done: () -> Bool) {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !done() { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let batch = jobs
+            jobs.removeAll(keepingCapacity: true)
+            condition.unlock()
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ public enum ExecutorKind: String, Sendable, Hashable, CaseIterable, CustomString
     /// process limit and the queue's concurrency.
     case process
 
+    /// Its name: `async`, `threadPool` or `process`.
     public var description: String { rawValue }
 }
 

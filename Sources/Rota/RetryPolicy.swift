@@ -83,6 +83,7 @@ public struct RetryPolicy: Sendable, Equatable, CustomStringConvertible {
         return delay(afterAttempt: attempt, using: &generator)
     }
 
+    /// The policy as written in Swift, e.g. `exponentialJitter(maxAttempts: 3, …)`.
     public var description: String {
         switch kind {
         case .never: "dontRetry"
@@ -106,6 +107,7 @@ public struct NonRetryableError: NonRetryable, CustomStringConvertible {
     public let message: String
     /// Creates the error.
     public init(_ message: String) { self.message = message }
+    /// The message.
     public var description: String { message }
 }
 

@@ -195,7 +195,7 @@ struct SchedulerRecoveryTests {
         try await Task.sleep(for: .milliseconds(50))
         let start = ContinuousClock.now
         try await running.stop(grace: .zero) // …cut short by the second request.
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(30))  // not the 60 s grace
         #expect(try await store.task(id)?.state == .scheduled)
     }
 

@@ -112,7 +112,7 @@ struct RunningScheduler {
 }
 
 /// Runs the scheduler with `untilEmpty` semantics: returns when nothing is left.
-func runUntilEmpty(_ scheduler: Scheduler, limit: Duration = .seconds(60)) async throws {
+func runUntilEmpty(_ scheduler: Scheduler, limit: Duration = .seconds(600)) async throws {
     try await within(limit, "the scheduler to drain") { try await scheduler.run() }
 }
 

@@ -72,6 +72,7 @@ public struct ExecError: Error, CustomStringConvertible, Sendable {
         self.message = message
         self.timedOut = timedOut
     }
+    /// The message.
     public var description: String { message }
 }
 
