@@ -40,7 +40,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Exit 0 once no task this scheduler can run is scheduled or running.")
     var untilEmpty = false
 
-    @Option(name: .customLong("queue"), help: ArgumentHelp("A queue to serve (repeatable; default: default).", valueName: "name"))
+    @Option(name: .customLong("queue"), help: ArgumentHelp("A queue to serve (repeatable; default: default and the queues of the loaded schedules).", valueName: "name"))
     var queues: [String] = []
 
     @Option(name: .long, help: "full: every commit survives power loss; normal: faster, survives a process crash.")
@@ -75,7 +75,10 @@ struct RunCommand: AsyncParsableCommand {
             return handler
         }
         let store = try global.openStore(.create, durability: durability == .full ? .full : .normal)
-        let queueNames = queues.isEmpty ? ["default"] : Array(Set(queues))
+        let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
+        // Without --queue: `default`, and every queue the loaded schedules enqueue into.
+        let scheduleQueues = try cron.map { _ in try store.schedules().filter(\.active).map(\.spec.queue) } ?? []
+        let queueNames = queues.isEmpty ? Array(Set(["default"] + scheduleQueues)).sorted() : Array(Set(queues))
         var configuration = Scheduler.Configuration(
             queues: Dictionary(uniqueKeysWithValues: queueNames.map { ($0, concurrency) }),
             maxProcesses: concurrency * queueNames.count,
@@ -85,7 +88,6 @@ struct RunCommand: AsyncParsableCommand {
         configuration.threadPoolSize = 1
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
-        let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
         let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
             // The first signal drains with the configured grace; the next one ends the grace at once.
             scheduler.shutdown(grace: count == 1 ? nil : .zero)
