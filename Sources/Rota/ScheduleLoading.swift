@@ -107,19 +107,8 @@ public enum ScheduleLoading {
             let wrapped = ScheduleFileError(file: directory, line: 0, column: 0, message: "\(error)")
             return ScheduleDirectory(directory: directory, files: [], definitions: [], specs: [], errors: [wrapped])
         }
-        var texts: [(file: String, contents: String)] = []
-        var errors: [ScheduleFileError] = []
-        for path in paths {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                errors.append(ScheduleFileError(file: path, line: 0, column: 0, message: "cannot read the file"))
-                continue
-            }
-            guard let text = String(data: data, encoding: .utf8) else {
-                errors.append(ScheduleFileError(file: path, line: 0, column: 0, message: "is not UTF-8 text; expected a text file of schedules"))
-                continue
-            }
-            texts.append((path, text))
-        }
+        let (texts, readErrors) = ScheduleFiles.read(paths: paths)
+        var errors = readErrors
         let parsed = ScheduleFiles.parse(files: texts)
         errors += parsed.errors
         var definitions: [ScheduleDefinition] = []

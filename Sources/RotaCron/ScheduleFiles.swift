@@ -111,26 +111,37 @@ public enum ScheduleFiles {
         } catch {
             throw ScheduleFileError(file: directory, line: 0, column: 0, message: "cannot read the schedules directory: \(error.localizedDescription)")
         }
-        var files: [(file: String, contents: String)] = []
-        var errors: [ScheduleFileError] = []
+        var paths: [String] = []
         let base = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         for name in names.sorted() where !name.hasPrefix(".") && !name.hasSuffix("~") {
             if let ext = fileExtension, !name.hasSuffix("." + ext) { continue }
             let path = base + "/" + name
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            paths.append(path)
+        }
+        let read = read(paths: paths)
+        let parsed = parse(files: read.files)
+        return (parsed.schedules, read.errors + parsed.errors)
+    }
+
+    /// Reads schedule files as UTF-8 text.
+    /// - Returns: the files read, and an error (line 0) for each file that cannot be read or is not UTF-8.
+    public static func read(paths: [String]) -> (files: [(file: String, contents: String)], errors: [ScheduleFileError]) {
+        var files: [(file: String, contents: String)] = []
+        var errors: [ScheduleFileError] = []
+        for path in paths {
             guard let data = FileManager.default.contents(atPath: path) else {
                 errors.append(ScheduleFileError(file: path, line: 0, column: 0, message: "cannot read the file"))
                 continue
             }
             guard let text = String(data: data, encoding: .utf8) else {
-                errors.append(ScheduleFileError(file: path, line: 0, column: 0, message: "is not UTF-8 text"))
+                errors.append(ScheduleFileError(file: path, line: 0, column: 0, message: "is not UTF-8 text; expected a text file of schedules"))
                 continue
             }
             files.append((path, text))
         }
-        let parsed = parse(files: files)
-        return (parsed.schedules, errors + parsed.errors)
+        return (files, errors)
     }
 
     /// Parses a duration: one or more `<number><unit>` with unit `s`, `m`, `h` or `d` (e.g. `90s`, `1h30m`).
