@@ -89,10 +89,11 @@ struct BenchCommand: AsyncParsableCommand {
                 let timeout = Duration.seconds(quick ? 60 : 300)
                 let one = try await SchedulerBench.endToEnd(path: path, count: e2eTasks, durability: durability, schedulers: 1,
                                                             concurrency: concurrency, timeout: timeout)
-                emit("e2e_noop\(suffix)", rate(one))
+                emit("e2e_noop\(suffix)", rate(one.rate))
+                emit("e2e_cpu_us_per_task\(suffix)", String(format: "%.1f", one.cpuMicrosPerTask))
                 let two = try await SchedulerBench.endToEnd(path: path, count: e2eTasks, durability: durability, schedulers: 2,
                                                             concurrency: concurrency, timeout: timeout)
-                emit("e2e_noop_2sched\(suffix)", rate(two))
+                emit("e2e_noop_2sched\(suffix)", rate(two.rate))
                 if durability == .normal {
                     emit("e2e_tasks", "\(e2eTasks)")
                     emit("e2e_concurrency", "\(concurrency)")

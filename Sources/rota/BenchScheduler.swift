@@ -50,7 +50,7 @@ enum SchedulerBench {
     /// connection) from start until every task has run and its completion is committed. Checks that every
     /// task is `succeeded` with a succeeded attempt row.
     static func endToEnd(path: String, count: Int, durability: Durability, schedulers: Int, concurrency: Int,
-                         timeout: Duration) async throws -> Double {
+                         timeout: Duration) async throws -> (rate: Double, cpuMicrosPerTask: Double) {
         removeDatabase(path)
         do {
             let setup = try SQLiteTaskStore(path: path, configuration: .init(durability: durability))
@@ -74,6 +74,7 @@ enum SchedulerBench {
             list.append(scheduler)
         }
         finish.schedulers.withLock { $0 = list }
+        let cpuBefore = processCPUSeconds()
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for scheduler in list { group.addTask { try await scheduler.run() } }
@@ -86,12 +87,13 @@ enum SchedulerBench {
             watchdog.cancel()
         }
         let elapsed = ContinuousClock.now - start
+        let cpu = processCPUSeconds() - cpuBefore
         if finish.timedOut.load(ordering: .relaxed) {
             throw Failure("end to end (\(schedulers) scheduler(s)): only \(finish.started) of \(count) tasks started within \(timeout)")
         }
         let check = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, quickCheck: false))
         try await verifySucceeded(check, count: count)
-        return Double(count) / (milliseconds(elapsed) / 1000)
+        return (Double(count) / (milliseconds(elapsed) / 1000), cpu / Double(count) * 1e6)
     }
 
     /// Checks that `count` tasks are `succeeded`, and that task ids 1...count each have one succeeded
@@ -216,6 +218,14 @@ enum SchedulerBench {
         print("backlog_e2e=\(String(format: "%.0f", Double(work) / seconds))")
         print("peak_rss_mib=\(String(format: "%.1f", Double(peakRSSKiB() ?? 0) / 1024))")
         fflush(nil)
+    }
+
+    /// User plus system CPU time of this process so far, in seconds (all threads).
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// VmHWM of this process, in KiB.
