@@ -43,6 +43,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Where to put the benchmark databases (default: a new temporary directory).")
     var dir: String?
 
+    @Option(help: "Poll interval of the scheduler in the CLI dispatch figure, in ms (the scheduler's default: 50).")
+    var pollMs: Int = 50
+
     @Option(help: .hidden)
     var rssChild: String?
 
@@ -51,6 +54,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         if concurrency < 1 { throw ValidationError("--concurrency must be 1 or more") }
+        if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more") }
         if let tasks, tasks < 1 { throw ValidationError("--tasks must be 1 or more") }
         if let backlog, backlog < 1 { throw ValidationError("--backlog must be 1 or more") }
         let known: Set<String> = ["enqueue", "e2e", "dispatch", "cli", "backlog"]
@@ -109,7 +113,8 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if groups.contains("cli") {
             let samples = try await SchedulerBench.cliDispatchLatency(path: directory + "/cli.db", samples: quick ? 15 : 100,
-                                                                      binary: SchedulerBench.executablePath())
+                                                                      binary: SchedulerBench.executablePath(),
+                                                                      pollInterval: .milliseconds(pollMs))
             emit("cli_dispatch_p50_ms", ms(percentile(samples, 50)))
             emit("cli_dispatch_p99_ms", ms(percentile(samples, 99)))
             emit("cli_dispatch_max_ms", ms(samples.max() ?? .nan))

@@ -145,10 +145,10 @@ enum SchedulerBench {
     /// CLI dispatch latency: a scheduler in this process (default configuration: 50 ms poll); each sample
     /// runs `rota enqueue` in a new process, and the latency is from the task's `created_at` (set by the
     /// enqueuing process just before its commit) to its handler's start here. Returns milliseconds.
-    static func cliDispatchLatency(path: String, samples: Int, binary: String) async throws -> [Double] {
+    static func cliDispatchLatency(path: String, samples: Int, binary: String, pollInterval: Duration) async throws -> [Double] {
         removeDatabase(path)
         let store = try SQLiteTaskStore(path: path, configuration: .init(durability: .normal))
-        let scheduler = Scheduler(store: store, logger: logger)
+        let scheduler = Scheduler(store: store, configuration: .init(pollInterval: pollInterval), logger: logger)
         let startedAt = Mutex<[TaskID: Date]>([:])
         try scheduler.register("cli.ping") { (_: Empty, context) in
             let now = Date()
