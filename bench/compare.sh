@@ -1,50 +1,130 @@
 #!/usr/bin/env bash
-# Runs, in one go on this machine: the C limit (../shared/bench/sqlite_limit.c), Huey on SQLite (the peer),
-# and `rota bench`; prints every figure and Rota's ratios against the other two.
-# Usage: bench/compare.sh [--quick]      (env SHARED=path to the shared/ folder, default ../shared)
-set -euo pipefail
+# Runs, in one go on this machine: the C limit (shared/bench/sqlite_limit.c), Huey on SQLite (the peer) and
+# `rota bench`; prints every figure, then Rota's ratios against the other two and the issue's targets.
+#
+# Usage: bench/compare.sh [--quick] [--no-build] [--no-huey] [-- extra `rota bench` arguments]
+#   env SHARED=path to the shared/ folder (default: ../shared next to the repository)
+#   env ROTA_BINARY=a rota binary to use instead of building .build/release/rota
+#   env KEEP=dir to keep every raw output in (default: a temporary directory, removed at exit)
+# The machine may be noisy: compare the ratios of one run, and repeat runs.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-quick=""; n=100000; huey_n=20000
-if [ "${1:-}" = "--quick" ]; then quick="--quick"; n=20000; huey_n=3000; fi
-shared=${SHARED:-../shared}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+repo=$(pwd)
 
-echo "== building"
-swift build -c release --product rota >/dev/null
-cc -O2 -o "$out/sqlite_limit" "$shared/bench/sqlite_limit.c" -lsqlite3
+quick=""; build=1; huey=1; n=100000; huey_n=20000; lat_n=100; extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick="--quick"; n=20000; huey_n=3000; lat_n=20 ;;
+    --no-build) build=0 ;;
+    --no-huey) huey=0 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
-echo "== C limit (NORMAL, FULL)"
-"$out/sqlite_limit" "$n" NORMAL | tee "$out/c_normal.txt"
-"$out/sqlite_limit" "$n" FULL | tee "$out/c_full.txt"
+shared=${SHARED:-}
+if [ -z "$shared" ]; then
+  for candidate in "$repo/../shared" "/work/shared"; do
+    if [ -f "$candidate/bench/sqlite_limit.c" ]; then shared=$candidate; break; fi
+  done
+fi
+if [ -z "$shared" ] || [ ! -f "$shared/bench/sqlite_limit.c" ]; then
+  echo "compare.sh: cannot find shared/bench/sqlite_limit.c; set SHARED=path/to/shared" >&2
+  exit 2
+fi
+if [ -n "${KEEP:-}" ]; then out=$KEEP; mkdir -p "$out"; else out=$(mktemp -d); trap 'rm -rf "$out"' EXIT; fi
 
-echo "== Huey (SQLite storage, 4 threads)"
-if python3 -c 'import huey' 2>/dev/null || pip install -q huey >/dev/null 2>&1; then
-  python3 "$shared/bench/peer_huey.py" "$huey_n" 4 | tee "$out/huey.txt" || true
+echo "== machine: $(nproc) cores, $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+
+rota=${ROTA_BINARY:-$repo/.build/release/rota}
+if [ "$build" = 1 ] && [ -z "${ROTA_BINARY:-}" ]; then
+  echo "== building rota (release)"
+  if ! swift build -c release --product rota >"$out/build.log" 2>&1; then
+    tail -30 "$out/build.log" >&2
+    echo "compare.sh: the release build failed" >&2
+    exit 1
+  fi
+fi
+if [ ! -x "$rota" ]; then echo "compare.sh: no rota binary at $rota" >&2; exit 1; fi
+
+echo "== C limit (WAL; NORMAL, then FULL), n=$n"
+if cc -O2 -o "$out/sqlite_limit" "$shared/bench/sqlite_limit.c" -lsqlite3 2>"$out/cc.log"; then
+  "$out/sqlite_limit" "$n" NORMAL | tee "$out/c_normal.txt"
+  "$out/sqlite_limit" "$n" FULL | tee "$out/c_full.txt"
 else
-  echo "huey not installable here; skipping the peer" | tee "$out/huey.txt"
+  cat "$out/cc.log" >&2; echo "C limit not built (needs cc and libsqlite3-dev); skipping" | tee "$out/c_normal.txt"
+  : >"$out/c_full.txt"
 fi
 
-echo "== rota bench $quick"
-./.build/release/rota bench $quick | tee "$out/rota.txt"
+: >"$out/huey.txt"; : >"$out/huey_latency.txt"
+if [ "$huey" = 1 ]; then
+  echo "== Huey (SQLite storage, 4 threads), n=$huey_n"
+  if python3 -c 'import huey' 2>/dev/null || python3 -m pip install -q huey >/dev/null 2>&1; then
+    timeout 600 python3 "$shared/bench/peer_huey.py" "$huey_n" 4 | tee "$out/huey.txt" || echo "huey run failed" >&2
+    echo "== Huey latency across processes ($lat_n tasks, one per 50 ms)"
+    timeout 300 python3 "$shared/bench/peer_huey_latency.py" "$lat_n" 0.05 | tee "$out/huey_latency.txt" || echo "huey latency run failed" >&2
+  else
+    echo "huey not installable here; skipping the peer"
+  fi
+fi
+
+echo "== rota bench $quick ${extra[*]:-}"
+if ! "$rota" bench $quick "${extra[@]}" | tee "$out/rota.txt"; then
+  echo "compare.sh: rota bench failed (figures above may be partial)" >&2
+fi
 
 python3 - "$out" <<'PY'
 import re, sys, pathlib
 d = pathlib.Path(sys.argv[1])
-def kv(text):
-    return {k: float(v.rstrip('/s')) for k, v in re.findall(r'(\w+)=([0-9.]+)(?:/s)?', text)}
-cn, cf = kv((d/'c_normal.txt').read_text()), kv((d/'c_full.txt').read_text())
-hu, ro = kv((d/'huey.txt').read_text()), kv((d/'rota.txt').read_text())
-def ratio(label, a, b):
-    if a is None or not b: print(f"{label}: n/a"); return
-    print(f"{label}: {a:,.0f} / {b:,.0f} = {a/b:.2f}")
-print("== ratios (Rota / reference, same run)")
-ratio("enqueue_one vs C insert_1_per_txn (NORMAL)", ro.get('enqueue_one'), cn.get('insert_1_per_txn'))
-ratio("enqueue_bulk vs C insert_1000_per_txn (NORMAL)", ro.get('enqueue_bulk'), cn.get('insert_1000_per_txn'))
-ratio("e2e_noop vs C lifecycle_64_per_txn (NORMAL)", ro.get('e2e_noop'), cn.get('lifecycle_64_per_txn'))
-ratio("e2e_noop_full vs C lifecycle_64_per_txn (FULL)", ro.get('e2e_noop_full'), cf.get('lifecycle_64_per_txn'))
-ratio("enqueue_one vs Huey enqueue", ro.get('enqueue_one'), hu.get('enqueue'))
-ratio("e2e_noop vs Huey work", ro.get('e2e_noop'), hu.get('work'))
-for k in ('dispatch_p99_ms', 'cli_dispatch_p99_ms', 'backlog_claim_ratio', 'peak_rss_mib'):
-    if k in ro: print(f"{k}: {ro[k]}")
+def kv(name):
+    p = d / name
+    text = p.read_text() if p.exists() else ""
+    return {k: float(v) for k, v in re.findall(r'([A-Za-z_][\w]*)=(-?[0-9.]+(?:e[+-]?\d+)?)', text)}
+cn, cf, hu, hl, ro = kv('c_normal.txt'), kv('c_full.txt'), kv('huey.txt'), kv('huey_latency.txt'), kv('rota.txt')
+
+rows = []
+def ratio(label, a, b, target=None):
+    if a is None or not b:
+        rows.append((label, "n/a", "", "")); return
+    r = a / b
+    verdict = "" if target is None else ("ok" if r >= target else f"BELOW {target:g}")
+    rows.append((label, f"{a:,.0f} / {b:,.0f}", f"{r:.2f}", verdict))
+def value(label, v, limit=None, lower_is_better=True, unit=""):
+    if v is None:
+        rows.append((label, "n/a", "", "")); return
+    verdict = ""
+    if limit is not None:
+        good = v < limit if lower_is_better else v >= limit
+        verdict = "ok" if good else f"MISSES {limit:g}{unit}"
+    rows.append((label, f"{v:,.2f}{unit}", "", verdict))
+
+print()
+print("== Rota against the C limit and Huey (same run)")
+ratio("enqueue_one / C insert_1_per_txn (NORMAL)", ro.get('enqueue_one'), cn.get('insert_1_per_txn'), 0.5)
+ratio("enqueue_bulk / C insert_1000_per_txn (NORMAL)", ro.get('enqueue_bulk'), cn.get('insert_1000_per_txn'), 0.4)
+ratio("enqueue_one_full / C insert_1_per_txn (FULL)", ro.get('enqueue_one_full'), cf.get('insert_1_per_txn'))
+ratio("enqueue_bulk_full / C insert_1000_per_txn (FULL)", ro.get('enqueue_bulk_full'), cf.get('insert_1000_per_txn'))
+ratio("e2e_noop / C lifecycle_64_per_txn (NORMAL)", ro.get('e2e_noop'), cn.get('lifecycle_64_per_txn'), 0.3)
+ratio("e2e_noop_full / C lifecycle_64_per_txn (FULL)", ro.get('e2e_noop_full'), cf.get('lifecycle_64_per_txn'))
+ratio("e2e_noop_2sched / C lifecycle_64_per_txn (NORMAL)", ro.get('e2e_noop_2sched'), cn.get('lifecycle_64_per_txn'))
+ratio("enqueue_one / Huey enqueue", ro.get('enqueue_one'), hu.get('enqueue'))
+ratio("e2e_noop / Huey work", ro.get('e2e_noop'), hu.get('work'), 25)
+print("\n".join(f"  {a:<52} {b:>24} {c:>6}  {e}" for a, b, c, e in rows))
+rows.clear()
+print("== absolute targets")
+value("e2e_noop (/s, NORMAL)", ro.get('e2e_noop'), 50000, lower_is_better=False)
+value("e2e_noop_full (/s, FULL)", ro.get('e2e_noop_full'), 20000, lower_is_better=False)
+value("dispatch_p50_ms (in-process)", ro.get('dispatch_p50_ms'))
+value("dispatch_p99_ms (in-process)", ro.get('dispatch_p99_ms'), 2, unit=" ms")
+value("cli_dispatch_p50_ms", ro.get('cli_dispatch_p50_ms'))
+value("cli_dispatch_p99_ms", ro.get('cli_dispatch_p99_ms'), 50, unit=" ms")
+value("huey latency p50_ms (peer, across processes)", hl.get('p50_ms'))
+value("huey latency p99_ms (peer, across processes)", hl.get('p99_ms'))
+br = ro.get('backlog_claim_ratio')
+if br is None: rows.append(("backlog_claim_ratio", "n/a", "", ""))
+else: rows.append(("backlog_claim_ratio (1M backlog / empty)", f"{br:.2f}", "", "ok" if br >= 0.8 else "MISSES 0.8"))
+value("peak_rss_mib (scheduler on the backlog)", ro.get('peak_rss_mib'), 100, unit=" MiB")
+print("\n".join(f"  {a:<52} {b:>24} {c:>6}  {e}" for a, b, c, e in rows))
 PY

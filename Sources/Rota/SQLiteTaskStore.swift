@@ -60,6 +60,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     public let configuration: Configuration
     private let lock = NSLock()
     private let db: Connection
+    /// Claim statements' SQL by name count (-1: any name), built once. Guarded by `lock`.
+    private var claimSQLByNameCount: [Int: String] = [:]
 
     /// The migrations this binary carries (`migrations/*.sql`, embedded at build time).
     public static var migrations: [Migration] { EmbeddedMigrations.all }
@@ -174,20 +176,56 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return try write { db in
             var results: [EnqueueResult] = []
             results.reserveCapacity(specs.count)
-            let insert = try db.cached("""
-                INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, unique_key,
-                                  batch_id, batch_item, schedule, fire_at, created_at, updated_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
-                ON CONFLICT DO NOTHING
-                """)
-            for (index, spec) in specs.enumerated() {
+            // Tasks that cannot conflict (no unique key, batch item or schedule fire) go in multi-row INSERTs:
+            // one statement's cursors on tasks and its indexes serve many rows. Holding the write lock, the
+            // new rowids of one statement are consecutive (largest + 1 each), ending at last_insert_rowid.
+            var start = 0
+            if specs.count >= Self.insertChunk, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
+                let statement = try db.cached(Self.insertChunkSQL)
+                while specs.count - start >= Self.insertChunk {
+                    statement.reset()
+                    try statement.bind(now, at: 1)
+                    for row in 0..<Self.insertChunk {
+                        let spec = specs[start + row]
+                        let base = Int32(1 + row * 7)
+                        try statement.bind(spec.name, at: base + 1)
+                        try statement.bind(spec.queue, at: base + 2)
+                        try statement.bind(spec.payload, at: base + 3)
+                        try statement.bind(Int64(spec.priority), at: base + 4)
+                        try statement.bind(spec.runAt?.unixMillis ?? now, at: base + 5)
+                        try statement.bind(Int64(spec.maxAttempts), at: base + 6)
+                        try statement.bindInt(spec.timeout?.milliseconds, at: base + 7)
+                    }
+                    try statement.execute()
+                    guard db.changes == Self.insertChunk else {
+                        throw RotaError(.database, "a multi-row enqueue inserted \(db.changes) of \(Self.insertChunk) tasks")
+                    }
+                    let last = db.lastInsertRowID
+                    for row in 0..<Int64(Self.insertChunk) {
+                        results.append(EnqueueResult(id: last - Int64(Self.insertChunk) + 1 + row, inserted: true))
+                    }
+                    start += Self.insertChunk
+                }
+            }
+            let insert = try db.cached(Self.insertSQL)
+            for (index, spec) in specs.enumerated().dropFirst(start) {
                 do {
-                    try insert.run([
-                        .text(spec.name), .text(spec.queue), .text(spec.payload), .integer(Int64(spec.priority)),
-                        .integer(spec.runAt?.unixMillis ?? now), .integer(Int64(spec.maxAttempts)),
-                        .int(spec.timeout?.milliseconds), .string(spec.uniqueKey), .int(spec.batchID),
-                        .string(spec.batchItem), .string(spec.schedule), .int(spec.fireAt?.unixMillis), .integer(now),
-                    ])
+                    // Typed binds: no [SQLiteValue] array per row. Every parameter is bound each time.
+                    insert.reset()
+                    try insert.bind(spec.name, at: 1)
+                    try insert.bind(spec.queue, at: 2)
+                    try insert.bind(spec.payload, at: 3)
+                    try insert.bind(Int64(spec.priority), at: 4)
+                    try insert.bind(spec.runAt?.unixMillis ?? now, at: 5)
+                    try insert.bind(Int64(spec.maxAttempts), at: 6)
+                    try insert.bindInt(spec.timeout?.milliseconds, at: 7)
+                    try insert.bind(spec.uniqueKey, at: 8)
+                    try insert.bindInt(spec.batchID, at: 9)
+                    try insert.bind(spec.batchItem, at: 10)
+                    try insert.bind(spec.schedule, at: 11)
+                    try insert.bindInt(spec.fireAt?.unixMillis, at: 12)
+                    try insert.bind(now, at: 13)
+                    try insert.execute()
                 } catch let error as SQLiteError where error.extendedCode == 787 /* SQLITE_CONSTRAINT_FOREIGNKEY */ {
                     // batch_id is the only foreign key of tasks.
                     throw RotaError(.invalidInput, field: specs.count > 1 ? "tasks[\(index)].batch_id" : "batch_id",
@@ -204,6 +242,26 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             return results
         }
     }
+
+    private static let insertSQL = """
+        INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, unique_key,
+                          batch_id, batch_item, schedule, fire_at, created_at, updated_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+        ON CONFLICT DO NOTHING
+        """
+
+    /// Rows per multi-row INSERT of an enqueue.
+    static let insertChunk = 32
+
+    /// ?1 is now (created_at, updated_at); row k's name, queue, payload, priority, run_at, max_attempts and
+    /// timeout_ms are ?(7k+2)…?(7k+8).
+    private static let insertChunkSQL = """
+        INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, created_at, updated_at)
+        VALUES \((0..<insertChunk).map { row in
+            let base = 1 + row * 7
+            return "(?\(base + 1), ?\(base + 2), ?\(base + 3), ?\(base + 4), ?\(base + 5), ?\(base + 6), ?\(base + 7), ?1, ?1)"
+        }.joined(separator: ", "))
+        """
 
     private func existingTask(_ db: Connection, for spec: TaskSpec) throws -> TaskID? {
         if let key = spec.uniqueKey, let id = try db.scalarInt("SELECT id FROM tasks WHERE unique_key = ?", [.text(key)]) {
@@ -234,14 +292,31 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return try write { db in
             var claimed: [ClaimedTask] = []
             for request in requests {
-                var values: [SQLiteValue] = [.text(worker), .integer(leaseUntil.unixMillis), .integer(nowMs),
-                                             .text(request.queue), .integer(Int64(request.limit))]
-                values += (request.names ?? []).map { .text($0) }
-                let rows = try db.query(Self.claimSQL(nameCount: request.names?.count), values) { row in
-                    ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
+                let nameCount = request.names?.count
+                let sql: String
+                if let known = claimSQLByNameCount[nameCount ?? -1] {
+                    sql = known
+                } else {
+                    sql = Self.claimSQL(nameCount: nameCount)
+                    claimSQLByNameCount[nameCount ?? -1] = sql
+                }
+                let statement = try db.cached(sql)
+                statement.reset()
+                try statement.bind(worker, at: 1)
+                try statement.bind(leaseUntil.unixMillis, at: 2)
+                try statement.bind(nowMs, at: 3)
+                try statement.bind(request.queue, at: 4)
+                try statement.bind(Int64(request.limit), at: 5)
+                for (offset, name) in (request.names ?? []).enumerated() { try statement.bind(name, at: Int32(6 + offset)) }
+                var rows: [ClaimedTask] = []
+                rows.reserveCapacity(request.limit)
+                defer { statement.reset() }
+                while try statement.step() {
+                    let row = statement
+                    rows.append(ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
                                 attempt: row.int(4), maxAttempts: row.int(5),
                                 timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
-                                runAt: Date(unixMillis: row.int64(8)), startedAt: now)
+                                runAt: Date(unixMillis: row.int64(8)), startedAt: now))
                 }
                 claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
             }
@@ -280,78 +355,198 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     /// Records attempt ends in one transaction (synchronous form).
+    ///
+    /// Successes of distinct tasks go through multi-row statements (``completeChunk`` per statement: one
+    /// statement's cursors on `tasks` and its indexes serve many rows); the rest, one task at a time. Each
+    /// completion applies only while its attempt still holds the lease (same attempt, same worker, running).
     @discardableResult
     public func completeSync(_ completions: [Completion]) throws -> [Bool] {
         if completions.isEmpty { return [] }
         return try write { db in
-            var applied: [Bool] = []
-            applied.reserveCapacity(completions.count)
-            for completion in completions {
-                let finished = completion.finishedAt.unixMillis
-                let guardValues: [SQLiteValue] = [.integer(completion.taskID), .integer(Int64(completion.attempt)), .text(completion.worker)]
-                let outcome: AttemptOutcome
-                var error: String? = nil
-                var result: String? = nil
-                switch completion.resolution {
-                case .succeeded(let value):
-                    outcome = .succeeded
-                    result = value
-                    try db.run("""
-                        UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
-                        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-                        """, guardValues + [.integer(finished)])
-                case .retry(let kind, let message, let runAt):
-                    outcome = kind
-                    error = message
-                    // A cancel requested while the attempt ran wins over the retry (the next claim would clear it).
-                    try db.run("""
-                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
-                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
-                                         lease_owner = NULL, lease_until = NULL, run_at = ?4,
-                                         last_error = ?5, updated_at = ?6
-                        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-                        """, guardValues + [.integer(runAt.unixMillis), .text(message), .integer(finished)])
-                case .dead(let kind, let message):
-                    outcome = kind
-                    error = message
-                    try db.run("""
-                        UPDATE tasks SET state = 'dead', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
-                                         last_error = ?5, updated_at = ?4
-                        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-                        """, guardValues + [.integer(finished), .text(message)])
-                case .cancelled(let reason):
-                    outcome = .cancelled
-                    error = reason
-                    try db.run("""
-                        UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
-                                         last_error = ?5, updated_at = ?4
-                        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-                        """, guardValues + [.integer(finished), .text(reason)])
-                case .handBack(let reason):
-                    outcome = .cancelled
-                    error = reason
-                    try db.run("""
-                        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
-                                         finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
-                                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4,
-                                         max_attempts = max_attempts + 1  -- a shutdown does not use up an attempt
-                        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-                        """, guardValues + [.integer(finished)])
+            var applied = [Bool](repeating: false, count: completions.count)
+            var succeeded: [Int] = []
+            var singles: [Int] = []
+            if completions.count >= Self.completeSmallChunk, Self.distinctTasks(completions) {
+                succeeded.reserveCapacity(completions.count)
+                for index in completions.indices {
+                    if case .succeeded = completions[index].resolution { succeeded.append(index) } else { singles.append(index) }
                 }
-                guard db.changes == 1 else {
-                    applied.append(false)
-                    continue
-                }
-                try db.run("""
-                    INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
-                    """, [.integer(completion.taskID), .integer(Int64(completion.attempt)), .text(completion.worker),
-                          .integer(completion.startedAt.unixMillis), .integer(finished), .text(outcome.rawValue),
-                          .string(error), .string(result)])
-                applied.append(true)
+            } else {
+                singles = Array(completions.indices)
             }
+            var start = 0
+            while succeeded.count - start >= Self.completeSmallChunk {
+                let size = succeeded.count - start >= Self.completeChunk ? Self.completeChunk : Self.completeSmallChunk
+                let chunk = succeeded[start ..< start + size]
+                let ids = try completeSucceeded(db, chunk.map { completions[$0] })
+                for index in chunk where ids.contains(completions[index].taskID) { applied[index] = true }
+                start += size
+            }
+            singles += succeeded[start...]
+            for index in singles { applied[index] = try completeOne(db, completions[index]) }
             return applied
         }
+    }
+
+    /// Successes per multi-row statement, and the smaller size for the rest (below it: one at a time).
+    static let completeChunk = 32
+    static let completeSmallChunk = 8
+
+    private static func distinctTasks(_ completions: [Completion]) -> Bool {
+        var seen = Set<TaskID>(minimumCapacity: completions.count)
+        for completion in completions where !seen.insert(completion.taskID).inserted { return false }
+        return true
+    }
+
+    /// The two statements recording `rows` successes: ?(6k+1…6k+6) are row k's task id, attempt, worker,
+    /// started_at, finished_at and result. The attempt rows first, then the tasks (RETURNING those applied);
+    /// both check the lease the same way in the same transaction, so they match the same tasks.
+    static func succeededSQL(rows: Int) -> (attempts: String, tasks: String) {
+        let values = (0..<rows).map { row in
+            let base = row * 6
+            return "(?\(base + 1), ?\(base + 2), ?\(base + 3), ?\(base + 4), ?\(base + 5), ?\(base + 6))"
+        }.joined(separator: ", ")
+        let with = "WITH c(id, attempt, worker, started, finished, result) AS (VALUES \(values))\n"
+        return (with + """
+            INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
+            SELECT c.id, c.attempt, c.worker, c.started, c.finished, 'succeeded', NULL, c.result FROM c, tasks t
+            WHERE t.id = c.id AND t.attempts = c.attempt AND t.lease_owner = c.worker AND t.state = 'running'
+            ON CONFLICT DO NOTHING
+            """, with + """
+            UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = c.finished,
+                             updated_at = c.finished
+            FROM c WHERE tasks.id = c.id AND tasks.attempts = c.attempt AND tasks.lease_owner = c.worker
+                     AND tasks.state = 'running'
+            RETURNING tasks.id
+            """)
+    }
+
+    private static let succeededChunkSQL = succeededSQL(rows: completeChunk)
+    private static let succeededSmallChunkSQL = succeededSQL(rows: completeSmallChunk)
+
+    /// Records `chunk` (successes of distinct tasks, ``completeChunk`` or ``completeSmallChunk`` of them);
+    /// returns the ids of the tasks it applied to.
+    private func completeSucceeded(_ db: Connection, _ chunk: [Completion]) throws -> [TaskID] {
+        let sql = chunk.count == Self.completeChunk ? Self.succeededChunkSQL : Self.succeededSmallChunkSQL
+        let attempts = try db.cached(sql.attempts)
+        let tasks = try db.cached(sql.tasks)
+        for statement in [attempts, tasks] {
+            statement.reset()
+            for (row, completion) in chunk.enumerated() {
+                let base = Int32(row * 6)
+                try statement.bind(completion.taskID, at: base + 1)
+                try statement.bind(Int64(completion.attempt), at: base + 2)
+                try statement.bind(completion.worker, at: base + 3)
+                try statement.bind(completion.startedAt.unixMillis, at: base + 4)
+                try statement.bind(completion.finishedAt.unixMillis, at: base + 5)
+                guard case .succeeded(let result) = completion.resolution else {
+                    preconditionFailure("completeSucceeded takes successes only")
+                }
+                try statement.bind(result, at: base + 6)
+            }
+        }
+        try attempts.execute()
+        var ids: [TaskID] = []
+        ids.reserveCapacity(chunk.count)
+        defer { tasks.reset() }
+        while try tasks.step() { ids.append(tasks.int64(0)) }
+        return ids
+    }
+
+    private static let succeededOneSQL = """
+        UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
+    private static let retryOneSQL = """
+        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                         finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
+                         lease_owner = NULL, lease_until = NULL, run_at = ?4,
+                         last_error = ?5, updated_at = ?6
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
+    private static let deadOneSQL = """
+        UPDATE tasks SET state = 'dead', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
+                         last_error = ?5, updated_at = ?4
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
+    private static let cancelledOneSQL = """
+        UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
+                         last_error = ?5, updated_at = ?4
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
+    private static let handBackOneSQL = """
+        UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
+                         finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
+                         lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4,
+                         max_attempts = max_attempts + 1  -- a shutdown does not use up an attempt
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
+    private static let attemptOneSQL = """
+        INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
+        """
+
+    /// Records one attempt end (typed binds); false when the attempt no longer holds the lease.
+    private func completeOne(_ db: Connection, _ completion: Completion) throws -> Bool {
+        let finished = completion.finishedAt.unixMillis
+        let outcome: AttemptOutcome
+        var error: String? = nil
+        var result: String? = nil
+        let update: Statement
+        switch completion.resolution {
+        case .succeeded(let value):
+            outcome = .succeeded
+            result = value
+            update = try db.cached(Self.succeededOneSQL)
+            update.reset()
+            try update.bind(finished, at: 4)
+        case .retry(let kind, let message, let runAt):
+            outcome = kind
+            error = message
+            // A cancel requested while the attempt ran wins over the retry (the next claim would clear it).
+            update = try db.cached(Self.retryOneSQL)
+            update.reset()
+            try update.bind(runAt.unixMillis, at: 4)
+            try update.bind(message, at: 5)
+            try update.bind(finished, at: 6)
+        case .dead(let kind, let message):
+            outcome = kind
+            error = message
+            update = try db.cached(Self.deadOneSQL)
+            update.reset()
+            try update.bind(finished, at: 4)
+            try update.bind(message, at: 5)
+        case .cancelled(let reason):
+            outcome = .cancelled
+            error = reason
+            update = try db.cached(Self.cancelledOneSQL)
+            update.reset()
+            try update.bind(finished, at: 4)
+            try update.bind(reason, at: 5)
+        case .handBack(let reason):
+            outcome = .cancelled
+            error = reason
+            update = try db.cached(Self.handBackOneSQL)
+            update.reset()
+            try update.bind(finished, at: 4)
+        }
+        try update.bind(completion.taskID, at: 1)
+        try update.bind(Int64(completion.attempt), at: 2)
+        try update.bind(completion.worker, at: 3)
+        try update.execute()
+        guard db.changes == 1 else { return false }
+        let insert = try db.cached(Self.attemptOneSQL)
+        insert.reset()
+        try insert.bind(completion.taskID, at: 1)
+        try insert.bind(Int64(completion.attempt), at: 2)
+        try insert.bind(completion.worker, at: 3)
+        try insert.bind(completion.startedAt.unixMillis, at: 4)
+        try insert.bind(finished, at: 5)
+        try insert.bind(outcome.rawValue, at: 6)
+        try insert.bind(error, at: 7)
+        try insert.bind(result, at: 8)
+        try insert.execute()
+        return true
     }
 
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {

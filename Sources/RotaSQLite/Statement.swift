@@ -106,6 +106,19 @@ public final class Statement {
         try SQLiteError.check(rc, connection.handle, sql: sql)
     }
 
+    /// Binds an integer (or NULL) to parameter `index` (1-based) without boxing.
+    public func bindInt(_ value: Int64?, at index: Int32) throws {
+        let rc = value.map { sqlite3_bind_int64(handle, index, $0) } ?? sqlite3_bind_null(handle, index)
+        try SQLiteError.check(rc, connection.handle, sql: sql)
+    }
+
+    /// Runs the statement to completion with the values bound so far (typed binds after ``reset()``),
+    /// discarding rows, then resets it. Bind every parameter: one left unbound is NULL.
+    public func execute() throws {
+        defer { sqlite3_reset(handle) }
+        while try step() {}
+    }
+
     /// Binds all of `text`'s UTF-8 bytes: an explicit length, so an embedded NUL does not cut the string.
     private static func bindText(_ text: String, _ handle: OpaquePointer, _ index: Int32) -> Int32 {
         text.withCString {

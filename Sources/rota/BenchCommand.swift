@@ -8,8 +8,16 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure enqueue, end-to-end, latency and backlog figures; prints key=value lines.",
         discussion: """
-            Rates are per second. Plain `rota bench` measures with synchronous=NORMAL, then the same rates
-            with FULL (keys with a _full suffix). Runs in a temporary directory unless --dir is given.
+            Rates are per second, latencies in milliseconds. Plain `rota bench` measures with
+            synchronous=NORMAL, then the same with FULL (keys with a _full suffix). Runs in a temporary
+            directory unless --dir is given. Groups: enqueue, e2e, dispatch, cli, backlog.
+              enqueue_one, enqueue_bulk      enqueue one task per call (durable on return), 1,000 per call
+              e2e_noop, e2e_noop_2sched      a backlog of no-op tasks run to `succeeded` (async executor),
+                                             by one scheduler, and by two on one file
+              dispatch_p50_ms, _p99_ms       in-process enqueue of a due task to its handler's start
+              cli_dispatch_p50_ms, _p99_ms   `rota enqueue` in another process (created_at) to handler start
+              backlog_claim_ratio            claim+complete rate with a 1,000,000-task backlog over an empty one
+              peak_rss_mib                   peak RSS of a scheduler process working through that backlog
             Examples:
               rota bench
               rota bench --quick          # a short run, for CI
@@ -17,45 +25,116 @@ struct BenchCommand: AsyncParsableCommand {
             """
     )
 
-    @Flag(help: "A short run (small counts), for CI.")
+    @Flag(help: "A short run (small counts, seconds), for CI.")
     var quick = false
 
-    @Option(help: "The size of the backlog for the claim-ratio and memory figures.")
+    @Option(help: "The size of the backlog for the claim-ratio and memory figures (default 1,000,000).")
     var backlog: Int?
 
-    @Option(help: "Only the named groups (enqueue, backlog), comma-separated.")
+    @Option(help: "Tasks in the end-to-end runs (default 100,000).")
+    var tasks: Int?
+
+    @Option(help: "Queue concurrency (slots) of the end-to-end schedulers.")
+    var concurrency: Int = 256
+
+    @Option(help: "Only the named groups (enqueue, e2e, dispatch, cli, backlog), comma-separated.")
     var only: String?
 
     @Option(help: "Where to put the benchmark databases (default: a new temporary directory).")
     var dir: String?
 
+    @Option(help: "Poll interval of the scheduler in the CLI dispatch figure, in ms (the scheduler's default: 50).")
+    var pollMs: Int = 50
+
+    @Option(help: .hidden)
+    var rssChild: String?
+
+    @Option(help: .hidden)
+    var rssWork: Int = 100_000
+
+    func validate() throws {
+        if concurrency < 1 { throw ValidationError("--concurrency must be 1 or more") }
+        if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more") }
+        if let tasks, tasks < 1 { throw ValidationError("--tasks must be 1 or more") }
+        if let backlog, backlog < 1 { throw ValidationError("--backlog must be 1 or more") }
+        let known: Set<String> = ["enqueue", "e2e", "dispatch", "cli", "backlog"]
+        if let bad = (only ?? "").split(separator: ",").map(String.init).first(where: { !known.contains($0) }) {
+            throw ValidationError("--only: unknown group '\(bad)' (enqueue, e2e, dispatch, cli, backlog)")
+        }
+    }
+
     func run() async throws {
+        if let rssChild {
+            try await SchedulerBench.rssChild(path: rssChild, work: rssWork, concurrency: concurrency)
+            return
+        }
         let directory = try dir ?? makeTemporaryDirectory()
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: directory) } }
-        let groups = Set((only ?? "enqueue,backlog").split(separator: ",").map { String($0) })
+        let groups = Set((only ?? "enqueue,e2e,dispatch,cli,backlog").split(separator: ",").map { String($0) })
         let scale = quick ? 10 : 1
-        var lines: [(String, String)] = []
+        let e2eTasks = tasks ?? 100_000 / scale
         func emit(_ key: String, _ value: String) {
-            lines.append((key, value))
             print("\(key)=\(value)")
             fflush(nil)
         }
+        func rate(_ value: Double) -> String { String(format: "%.0f", value) }
+        func ms(_ value: Double) -> String { String(format: "%.2f", value) }
+        emit("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
         for durability in [Durability.normal, .full] {
             let suffix = durability == .full ? "_full" : ""
             if groups.contains("enqueue") {
                 let one = try StoreBench.enqueueOne(directory: directory, count: (durability == .full ? 2_000 : 20_000) / scale, durability: durability)
-                emit("enqueue_one\(suffix)", String(format: "%.0f", one))
+                emit("enqueue_one\(suffix)", rate(one))
                 let bulk = try StoreBench.enqueueBulk(directory: directory, count: 200_000 / scale, batch: 1_000, durability: durability)
-                emit("enqueue_bulk\(suffix)", String(format: "%.0f", bulk))
+                emit("enqueue_bulk\(suffix)", rate(bulk))
             }
+            if groups.contains("e2e") {
+                let path = directory + "/e2e.db"
+                let timeout = Duration.seconds(quick ? 60 : 300)
+                let one = try await SchedulerBench.endToEnd(path: path, count: e2eTasks, durability: durability, schedulers: 1,
+                                                            concurrency: concurrency, timeout: timeout)
+                emit("e2e_noop\(suffix)", rate(one.rate))
+                emit("e2e_cpu_us_per_task\(suffix)", String(format: "%.1f", one.cpuMicrosPerTask))
+                let two = try await SchedulerBench.endToEnd(path: path, count: e2eTasks, durability: durability, schedulers: 2,
+                                                            concurrency: concurrency, timeout: timeout)
+                emit("e2e_noop_2sched\(suffix)", rate(two.rate))
+                if durability == .normal {
+                    emit("e2e_tasks", "\(e2eTasks)")
+                    emit("e2e_concurrency", "\(concurrency)")
+                }
+            }
+            if groups.contains("dispatch") {
+                let samples = try await SchedulerBench.dispatchLatency(path: directory + "/dispatch.db", samples: quick ? 40 : 300,
+                                                                       durability: durability)
+                emit("dispatch_p50_ms\(suffix)", ms(percentile(samples, 50)))
+                emit("dispatch_p99_ms\(suffix)", ms(percentile(samples, 99)))
+                emit("dispatch_max_ms\(suffix)", ms(samples.max() ?? .nan))
+            }
+        }
+        if groups.contains("cli") {
+            let samples = try await SchedulerBench.cliDispatchLatency(path: directory + "/cli.db", samples: quick ? 15 : 100,
+                                                                      binary: SchedulerBench.executablePath(),
+                                                                      pollInterval: .milliseconds(pollMs))
+            emit("cli_dispatch_p50_ms", ms(percentile(samples, 50)))
+            emit("cli_dispatch_p99_ms", ms(percentile(samples, 99)))
+            emit("cli_dispatch_max_ms", ms(samples.max() ?? .nan))
+            emit("cli_dispatch_samples", "\(samples.count)")
         }
         if groups.contains("backlog") {
             let size = backlog ?? (quick ? 50_000 : 1_000_000)
             let result = try StoreBench.backlogClaim(directory: directory, backlog: size, work: 20_000 / scale)
-            emit("claim_empty", String(format: "%.0f", result.empty))
-            emit("claim_backlog", String(format: "%.0f", result.loaded))
+            emit("claim_empty", rate(result.empty))
+            emit("claim_backlog", rate(result.loaded))
             emit("backlog_size", "\(size)")
             emit("backlog_claim_ratio", String(format: "%.2f", result.loaded / result.empty))
+            // A scheduler process working through that backlog: its rate and peak RSS.
+            let output = try await SchedulerBench.runProcess(SchedulerBench.executablePath(), [
+                "bench", "--rss-child", directory + "/claim-backlog.db", "--rss-work", "\(min(size / 2, 100_000 / scale))",
+                "--concurrency", "\(concurrency)"])
+            for line in output.split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { emit(String(parts[0]), String(parts[1])) }
+            }
         }
     }
 
