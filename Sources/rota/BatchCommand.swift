@@ -120,6 +120,7 @@ struct BatchCommand: AsyncParsableCommand {
                     print(BatchFormat.human(status, tty: tty))
                 }
                 first = false
+                fflush(nil)  // piped output shows each refresh as it happens
                 if !watch || status.batch.completedAt != nil { break }
                 try await Task.sleep(for: .seconds(1))
             }
@@ -139,12 +140,23 @@ struct BatchCommand: AsyncParsableCommand {
                 print("[" + batches.map(BatchFormat.json).joined(separator: ",") + "]")
                 return
             }
-            let rows = batches.map { batch in
-                [batch.name, batch.queue, "\(batch.finished)/\(batch.total)",
-                 batch.completedAt != nil ? "complete" : (batch.sealed ? "running" : "submitting"),
-                 BatchFormat.iso(batch.createdAt)]
+            let terminal = Terminal.current
+            var table = Table([
+                .init(title: "NAME", flexible: true, minWidth: 12),
+                .init(title: "QUEUE", flexible: true, minWidth: 8, dropOrder: 2),
+                .init(title: "FINISHED", right: true),
+                .init(title: "STATUS"),
+                .init(title: "CREATED", dropOrder: 1),
+            ])
+            let now = Date()
+            for batch in batches {
+                table.append([
+                    .init(batch.name), .init(batch.queue), .init("\(batch.finished)/\(batch.total)"),
+                    .init(batch.completedAt != nil ? "complete" : (batch.sealed ? "running" : "submitting")),
+                    .init(TimeText.relative(batch.createdAt, now: now)),
+                ])
             }
-            print(BatchFormat.table(header: ["NAME", "QUEUE", "FINISHED", "STATUS", "CREATED"], rows: rows))
+            writeLines(table.render(width: terminal.width, bold: terminal.bold))
         }
     }
 
@@ -279,9 +291,7 @@ enum BatchLine {
 
 /// Output for batch commands.
 enum BatchFormat {
-    static func iso(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
-    }
+    static func iso(_ date: Date) -> String { TimeText.iso(date) }
 
     static func json(_ batch: BatchRecord) -> String {
         jsonText(fields(batch))
@@ -333,14 +343,5 @@ enum BatchFormat {
         if s < 60 { return "\(s)s" }
         if s < 3600 { return "\(s / 60)m\(s % 60)s" }
         return "\(s / 3600)h\(s % 3600 / 60)m"
-    }
-
-    static func table(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
-        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n")
     }
 }

@@ -112,7 +112,7 @@ func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> Sch
     switch try store.loadSchedules(directory: directory) {
     case .rejected(let errors):
         FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
-        throw CLIError.usage("--schedules \(directory): \(errors.count) errors; no schedule was loaded")
+        throw CLIError.usage("--schedules \(directory): \(errors.count) error\(errors.count == 1 ? "" : "s"); no schedule was loaded")
     case .synced(let result, let loaded):
         Logger(label: "rota.schedules").notice("schedules loaded", metadata: [
             "directory": "\(directory)", "schedules": "\(loaded.specs.count)", "added": "\(result.added.count)",
