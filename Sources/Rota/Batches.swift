@@ -21,6 +21,9 @@ public struct BatchRecord: Sendable, Equatable {
     /// When every item finished (set once).
     public var completedAt: Date?
 
+    /// `submitting` (not sealed yet), `running` (sealed, items left) or `complete`.
+    public var phase: String { completedAt != nil ? "complete" : (sealed ? "running" : "submitting") }
+
     /// Creates a record (used by stores).
     public init(id: Int64, name: String, queue: String, total: Int, finished: Int, sealed: Bool, onComplete: String?,
                 createdAt: Date, completedAt: Date?) {

@@ -115,11 +115,7 @@ extension SQLiteTaskStore {
             guard let id = try db.scalarInt("SELECT id FROM batches WHERE name = ?", [.text(name)]) else {
                 throw RotaError(.notFound, "no batch named \(name)")
             }
-            return try db.run("""
-                UPDATE tasks SET state = 'scheduled', run_at = ?1, updated_at = ?1, finished_at = NULL, cancel_requested = 0,
-                                 max_attempts = max(max_attempts, attempts + 1)
-                WHERE batch_id = ?2 AND state = 'dead'
-                """, [.integer(now.unixMillis), .integer(id)])
+            return try db.run(Self.retrySQL + " WHERE batch_id = ?2 AND state = 'dead'", [.integer(now.unixMillis), .integer(id)])
         }
     }
 

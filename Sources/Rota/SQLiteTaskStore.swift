@@ -712,7 +712,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    private static let retrySQL = """
+    /// Makes a task `scheduled` again, due at ?1, with at least one more attempt; callers add the WHERE.
+    static let retrySQL = """
         UPDATE tasks SET state = 'scheduled', run_at = ?1, updated_at = ?1, finished_at = NULL, cancel_requested = 0,
                          max_attempts = max(max_attempts, attempts + 1)
         """

@@ -152,7 +152,7 @@ struct BatchCommand: AsyncParsableCommand {
             for batch in batches {
                 table.append([
                     .init(batch.name), .init(batch.queue), .init("\(batch.finished)/\(batch.total)"),
-                    .init(batch.completedAt != nil ? "complete" : (batch.sealed ? "running" : "submitting")),
+                    .init(batch.phase),
                     .init(TimeText.relative(batch.createdAt, now: now)),
                 ])
             }
@@ -326,7 +326,7 @@ enum BatchFormat {
         let width = 30
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let phase = batch.completedAt != nil ? "complete" : (batch.sealed ? "running" : "submitting")
+        let phase = batch.phase
         let states = TaskState.allCases.map { "\($0.rawValue) \(status.states[$0] ?? 0)" }.joined(separator: "  ")
         let rate = status.rate.map { String(format: "%.1f/s", $0) } ?? "-"
         let eta = status.eta.map { formatSeconds($0) } ?? "-"
