@@ -242,26 +242,30 @@ final class Engine: @unchecked Sendable {
                 batch += forceHandBack()
             }
 
-            // Group commit.
+            // Group commit. While running, the flush waits for the claim below and shares its transaction
+            // (one commit, and the pages both touch go to the WAL once); `flushPending()` writes it alone.
+            var pending: [Completion] = []
+            func flushPending() {
+                guard !pending.isEmpty else { return }
+                let flushing = pending
+                pending = []
+                do {
+                    let t0 = clock.now
+                    let applied = try complete(flushing)
+                    stats.flushTime += clock.now - t0
+                    recordFlush(flushing, applied)
+                    storeSucceeded()
+                } catch {
+                    carried = flushing + carried
+                    storeFailed(error, "recording \(flushing.count) completions")
+                }
+            }
             if !batch.isEmpty {
                 if inBackoff {
                     carried = batch
                 } else {
-                    do {
-                        let t0 = clock.now
-                        let applied = try complete(batch)
-                        stats.flushes += 1
-                        stats.flushed += batch.count
-                        stats.flushTime += clock.now - t0
-                        storeSucceeded()
-                        for (completion, ok) in zip(batch, applied) where !ok {
-                            logger.warning("completion ignored: the lease was lost (the task was recovered)",
-                                           metadata: ["task": "\(completion.taskID)", "attempt": "\(completion.attempt)"])
-                        }
-                    } catch {
-                        carried = batch
-                        storeFailed(error, "recording \(batch.count) completions")
-                    }
+                    pending = batch
+                    if case .running = phase {} else { flushPending() }
                 }
             }
 
@@ -281,10 +285,14 @@ final class Engine: @unchecked Sendable {
                     return
                 }
             }
-            if retryAt.map({ clock.now < $0 }) ?? false { continue }
+            if retryAt.map({ clock.now < $0 }) ?? false {
+                carried = pending + carried
+                continue
+            }
 
             // Heartbeat: extends leases and picks up cancel requests.
             now = clock.now
+            if now >= nextHeartbeat || now >= nextRecovery { flushPending() }
             if now >= nextHeartbeat {
                 do {
                     let worker = settings.workerID
@@ -316,61 +324,69 @@ final class Engine: @unchecked Sendable {
                 }
             }
 
-            // Claim up to the free slots.
+            // Claim up to the free slots (with the pending completions, in one transaction).
             let requests = claimRequests()
-            if requests.isEmpty {
-                if now >= nextPoll { nextPoll = now.advanced(by: settings.pollInterval) }
+            let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false)
+            if requests.isEmpty || !(mayHaveMore || polled || woke) {
+                flushPending()
+                if requests.isEmpty, now >= nextPoll { nextPoll = now.advanced(by: settings.pollInterval) }
                 continue
             }
-            let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false)
-            if mayHaveMore || polled || woke {
-                let claimed: [ClaimedTask]
+            let claimed: [ClaimedTask]
+            do {
+                let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                let t0 = clock.now
+                let flushing = pending
+                pending = []
                 do {
-                    let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
-                    let t0 = clock.now
-                    claimed = try claim(requests, leaseUntil: leaseUntil)
-                    stats.claims += 1
-                    stats.claimed += claimed.count
-                    stats.claimTime += clock.now - t0
-                    storeSucceeded()
+                    let turn = try completeAndClaim(flushing, requests, leaseUntil: leaseUntil)
+                    if !flushing.isEmpty { recordFlush(flushing, turn.applied) }
+                    claimed = turn.claimed
                 } catch {
-                    storeFailed(error, "claiming tasks")
-                    continue
+                    carried = flushing + carried
+                    throw error
                 }
-                var filled = false
-                // A request that came back full may have more behind it.
-                var perRequest = [Int](repeating: 0, count: requests.count)
-                for task in claimed {
-                    if let index = requests.firstIndex(where: { $0.queue == task.queue && ($0.names?.contains(task.name) ?? true) }) {
-                        perRequest[index] += 1
-                    }
+                stats.claims += 1
+                stats.claimed += claimed.count
+                stats.claimTime += clock.now - t0
+                storeSucceeded()
+            } catch {
+                storeFailed(error, "claiming tasks")
+                continue
+            }
+            var filled = false
+            // A request that came back full may have more behind it.
+            var perRequest = [Int](repeating: 0, count: requests.count)
+            for task in claimed {
+                if let index = requests.firstIndex(where: { $0.queue == task.queue && ($0.names?.contains(task.name) ?? true) }) {
+                    perRequest[index] += 1
                 }
-                for (index, request) in requests.enumerated() where perRequest[index] >= request.limit { filled = true }
-                mayHaveMore = filled
-                if !claimed.isEmpty { dispatch(claimed) }
-                now = clock.now
-                nextPoll = now.advanced(by: settings.pollInterval)
-                if !filled {
-                    nextDue = nil
-                    if let next = try? blocking({ [store, queueNames, allNames] in
-                        try await store.nextRunAt(queues: queueNames, names: allNames)
-                    }) {
-                        // A task that came due between the claim and this query is claimed on the next turn.
-                        let wait = max(next.timeIntervalSinceNow, 0)
-                        nextDue = now.advanced(by: .milliseconds(Int64(wait * 1000) + 1))
-                    }
-                    if settings.untilEmpty, claimed.isEmpty, now >= nextEmptyCheck {
-                        nextEmptyCheck = now.advanced(by: settings.pollInterval)
-                        lock.lock()
-                        let idle = running.isEmpty && completions.isEmpty
-                        lock.unlock()
-                        if idle, carried.isEmpty,
-                           let left = try? blocking({ [store, queueNames, allNames] in
-                               try await store.countUnfinished(queues: queueNames, names: allNames)
-                           }), left == 0 {
-                            logger.debug("nothing left to run; stopping (--until-empty)")
-                            requestShutdown(grace: .zero)
-                        }
+            }
+            for (index, request) in requests.enumerated() where perRequest[index] >= request.limit { filled = true }
+            mayHaveMore = filled
+            if !claimed.isEmpty { dispatch(claimed) }
+            now = clock.now
+            nextPoll = now.advanced(by: settings.pollInterval)
+            if !filled {
+                nextDue = nil
+                if let next = try? blocking({ [store, queueNames, allNames] in
+                    try await store.nextRunAt(queues: queueNames, names: allNames)
+                }) {
+                    // A task that came due between the claim and this query is claimed on the next turn.
+                    let wait = max(next.timeIntervalSinceNow, 0)
+                    nextDue = now.advanced(by: .milliseconds(Int64(wait * 1000) + 1))
+                }
+                if settings.untilEmpty, claimed.isEmpty, now >= nextEmptyCheck {
+                    nextEmptyCheck = now.advanced(by: settings.pollInterval)
+                    lock.lock()
+                    let idle = running.isEmpty && completions.isEmpty
+                    lock.unlock()
+                    if idle, carried.isEmpty,
+                       let left = try? blocking({ [store, queueNames, allNames] in
+                           try await store.countUnfinished(queues: queueNames, names: allNames)
+                       }), left == 0 {
+                        logger.debug("nothing left to run; stopping (--until-empty)")
+                        requestShutdown(grace: .zero)
                     }
                 }
             }
@@ -733,6 +749,25 @@ final class Engine: @unchecked Sendable {
     private func complete(_ completions: [Completion]) throws -> [Bool] {
         if let sqlite { return try sqlite.completeBatch(completions) }
         return try blocking { [store] in try await store.complete(completions) }
+    }
+
+    /// Records `completions` and claims for `requests`: in one transaction on SQLite, else one call after the other.
+    private func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest],
+                                  leaseUntil: Date) throws -> (applied: [Bool], claimed: [ClaimedTask]) {
+        let worker = settings.workerID
+        if let sqlite { return try sqlite.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
+        let applied = completions.isEmpty ? [] : try complete(completions)
+        return (applied, try claim(requests, leaseUntil: leaseUntil))
+    }
+
+    /// Counts a flush and warns of completions whose lease was lost.
+    private func recordFlush(_ completions: [Completion], _ applied: [Bool]) {
+        stats.flushes += 1
+        stats.flushed += completions.count
+        for (completion, ok) in zip(completions, applied) where !ok {
+            logger.warning("completion ignored: the lease was lost (the task was recovered)",
+                           metadata: ["task": "\(completion.taskID)", "attempt": "\(completion.attempt)"])
+        }
     }
 
     /// Runs an async store call from the loop thread, on the loop thread: the task prefers the loop's own

@@ -91,3 +91,50 @@ extension SQLiteTaskStore {
         return done
     }
 }
+
+/// A row of `task_counts` that disagrees with the tasks table (see ``SQLiteTaskStore/countMismatches()``).
+public struct CountMismatch: Sendable, Equatable {
+    /// The queue, task name and state counted.
+    public var queue: String, name: String, state: String
+    /// What `task_counts` says, and how many tasks there are.
+    public var counted: Int, actual: Int
+}
+
+extension SQLiteTaskStore {
+    /// The per-(queue, name, state) counts behind `rota stats` that disagree with the tasks table (empty when
+    /// all agree). Scans the table: for `rota check`. Counts go wrong only when the file is edited by hand
+    /// (see migrations/0003_lean_hot_path.sql); ``recount()`` rebuilds them.
+    public func countMismatches() throws -> [CountMismatch] {
+        try read { db in
+            try db.transaction(.deferred) {
+                try db.query("""
+                    WITH actual(queue, name, state, n) AS (SELECT queue, name, state, count(*) FROM tasks GROUP BY 1, 2, 3),
+                    keys(queue, name, state) AS (SELECT queue, name, state FROM actual UNION SELECT queue, name, state FROM task_counts)
+                    SELECT k.queue, k.name, k.state, coalesce(c.n, 0), coalesce(a.n, 0) FROM keys k
+                    LEFT JOIN task_counts c ON c.queue = k.queue AND c.name = k.name AND c.state = k.state
+                    LEFT JOIN actual a ON a.queue = k.queue AND a.name = k.name AND a.state = k.state
+                    WHERE coalesce(c.n, 0) <> coalesce(a.n, 0) ORDER BY 1, 2, 3
+                    """) {
+                    CountMismatch(queue: $0.string(0), name: $0.string(1), state: $0.string(2), counted: $0.int(3), actual: $0.int(4))
+                }
+            }
+        }
+    }
+
+    /// Rebuilds `task_counts` from the tasks table, in one transaction; returns how many rows were wrong.
+    @discardableResult
+    public func recount() throws -> Int {
+        try write { db in
+            let wrong = try db.scalarInt("""
+                WITH actual(queue, name, state, n) AS (SELECT queue, name, state, count(*) FROM tasks GROUP BY 1, 2, 3)
+                SELECT (SELECT count(*) FROM task_counts c WHERE c.n <> coalesce((SELECT a.n FROM actual a
+                         WHERE a.queue = c.queue AND a.name = c.name AND a.state = c.state), 0))
+                     + (SELECT count(*) FROM actual a WHERE NOT EXISTS (SELECT 1 FROM task_counts c
+                         WHERE a.queue = c.queue AND a.name = c.name AND a.state = c.state))
+                """) ?? 0
+            try db.run("DELETE FROM task_counts")
+            try db.run("INSERT INTO task_counts(queue, name, state, n) SELECT queue, name, state, count(*) FROM tasks GROUP BY 1, 2, 3")
+            return Int(wrong)
+        }
+    }
+}

@@ -288,40 +288,46 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     public func claimSync(_ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         let requests = requests.filter { $0.limit > 0 && $0.names?.isEmpty != true }
         if requests.isEmpty { return [] }
+        return try write { db in try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now) }
+    }
+
+    /// Claims inside the caller's transaction (`requests` already filtered).
+    func claim(_ db: Connection, _ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         let nowMs = now.unixMillis
-        return try write { db in
-            var claimed: [ClaimedTask] = []
-            for request in requests {
-                let nameCount = request.names?.count
-                let sql: String
-                if let known = claimSQLByNameCount[nameCount ?? -1] {
-                    sql = known
-                } else {
-                    sql = Self.claimSQL(nameCount: nameCount)
-                    claimSQLByNameCount[nameCount ?? -1] = sql
-                }
-                let statement = try db.cached(sql)
-                statement.reset()
-                try statement.bind(worker, at: 1)
-                try statement.bind(leaseUntil.unixMillis, at: 2)
-                try statement.bind(nowMs, at: 3)
-                try statement.bind(request.queue, at: 4)
-                try statement.bind(Int64(request.limit), at: 5)
-                for (offset, name) in (request.names ?? []).enumerated() { try statement.bind(name, at: Int32(6 + offset)) }
-                var rows: [ClaimedTask] = []
-                rows.reserveCapacity(request.limit)
-                defer { statement.reset() }
-                while try statement.step() {
-                    let row = statement
-                    rows.append(ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
-                                attempt: row.int(4), maxAttempts: row.int(5),
-                                timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
-                                runAt: Date(unixMillis: row.int64(8)), startedAt: now))
-                }
-                claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
+        var claimed: [ClaimedTask] = []
+        for request in requests {
+            let nameCount = request.names?.count
+            let sql: String
+            if let known = claimSQLByNameCount[nameCount ?? -1] {
+                sql = known
+            } else {
+                sql = Self.claimSQL(nameCount: nameCount)
+                claimSQLByNameCount[nameCount ?? -1] = sql
             }
-            return claimed
+            let statement = try db.cached(sql)
+            statement.reset()
+            try statement.bind(worker, at: 1)
+            try statement.bind(leaseUntil.unixMillis, at: 2)
+            try statement.bind(nowMs, at: 3)
+            try statement.bind(request.queue, at: 4)
+            try statement.bind(Int64(request.limit), at: 5)
+            for (offset, name) in (request.names ?? []).enumerated() { try statement.bind(name, at: Int32(6 + offset)) }
+            var rows: [ClaimedTask] = []
+            rows.reserveCapacity(request.limit)
+            defer { statement.reset() }
+            while try statement.step() {
+                let row = statement
+                rows.append(ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
+                            attempt: row.int(4), maxAttempts: row.int(5),
+                            timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
+                            runAt: Date(unixMillis: row.int64(8)), startedAt: now))
+            }
+            claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
         }
+        var moved = TransitionCounts()
+        for task in claimed { moved.add(queue: task.queue, name: task.name) }
+        try moved.record(db, from: .scheduled, to: .running)
+        return claimed
     }
 
     /// The claim statement for one queue: ?1 worker, ?2 lease_until, ?3 now, ?4 queue, ?5 limit, ?6… names
@@ -329,7 +335,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     ///
     /// `INDEXED BY tasks_due` and the unary `+` on run_at pin the plan to walking the due index in
     /// (priority DESC, run_at) order and stopping at the limit. Without them, once `ANALYZE` (or
-    /// `PRAGMA optimize`) has written statistics, SQLite picks `tasks_state` or a skip-scan on run_at and
+    /// `PRAGMA optimize`) has written statistics, SQLite may pick another index or a skip-scan on run_at and
     /// sorts the whole due backlog in a temp b-tree on every claim.
     static func claimSQL(nameCount: Int?) -> String {
         var sql = """
@@ -375,15 +381,17 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 singles = Array(completions.indices)
             }
             var start = 0
+            var moved = TransitionCounts()
             while succeeded.count - start >= Self.completeSmallChunk {
                 let size = succeeded.count - start >= Self.completeChunk ? Self.completeChunk : Self.completeSmallChunk
                 let chunk = succeeded[start ..< start + size]
-                let ids = try completeSucceeded(db, chunk.map { completions[$0] })
+                let ids = try completeSucceeded(db, chunk.map { completions[$0] }, counting: &moved)
                 for index in chunk where ids.contains(completions[index].taskID) { applied[index] = true }
                 start += size
             }
             singles += succeeded[start...]
-            for index in singles { applied[index] = try completeOne(db, completions[index]) }
+            for index in singles { applied[index] = try completeOne(db, completions[index], counting: &moved) }
+            try moved.record(db, from: .running, to: .succeeded)
             return applied
         }
     }
@@ -417,7 +425,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                              updated_at = c.finished
             FROM c WHERE tasks.id = c.id AND tasks.attempts = c.attempt AND tasks.lease_owner = c.worker
                      AND tasks.state = 'running'
-            RETURNING tasks.id
+            RETURNING tasks.id, tasks.queue, tasks.name
             """)
     }
 
@@ -425,8 +433,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     private static let succeededSmallChunkSQL = succeededSQL(rows: completeSmallChunk)
 
     /// Records `chunk` (successes of distinct tasks, ``completeChunk`` or ``completeSmallChunk`` of them);
-    /// returns the ids of the tasks it applied to.
-    private func completeSucceeded(_ db: Connection, _ chunk: [Completion]) throws -> [TaskID] {
+    /// returns the ids of the tasks it applied to, and adds them to `moved`.
+    private func completeSucceeded(_ db: Connection, _ chunk: [Completion], counting moved: inout TransitionCounts) throws -> [TaskID] {
         let sql = chunk.count == Self.completeChunk ? Self.succeededChunkSQL : Self.succeededSmallChunkSQL
         let attempts = try db.cached(sql.attempts)
         let tasks = try db.cached(sql.tasks)
@@ -449,13 +457,18 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         var ids: [TaskID] = []
         ids.reserveCapacity(chunk.count)
         defer { tasks.reset() }
-        while try tasks.step() { ids.append(tasks.int64(0)) }
+        while try tasks.step() {
+            ids.append(tasks.int64(0))
+            moved.add(queue: tasks.string(1), name: tasks.string(2))
+        }
         return ids
     }
 
-    private static let succeededOneSQL = """
+    /// Also in ``completeBatch(_:)``: a success returns the task's queue and name for ``TransitionCounts``.
+    static let succeededOneSQL = """
         UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        RETURNING queue, name
         """
     private static let retryOneSQL = """
         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
@@ -487,7 +500,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         """
 
     /// Records one attempt end (typed binds); false when the attempt no longer holds the lease.
-    private func completeOne(_ db: Connection, _ completion: Completion) throws -> Bool {
+    /// A success is added to `moved` (the caller records it in task_counts).
+    private func completeOne(_ db: Connection, _ completion: Completion, counting moved: inout TransitionCounts) throws -> Bool {
         let finished = completion.finishedAt.unixMillis
         let outcome: AttemptOutcome
         var error: String? = nil
@@ -533,8 +547,14 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         try update.bind(completion.taskID, at: 1)
         try update.bind(Int64(completion.attempt), at: 2)
         try update.bind(completion.worker, at: 3)
-        try update.execute()
-        guard db.changes == 1 else { return false }
+        if outcome == .succeeded {
+            defer { update.reset() }
+            guard try update.step() else { return false }
+            moved.add(queue: update.string(0), name: update.string(1))
+        } else {
+            try update.execute()
+            guard db.changes == 1 else { return false }
+        }
         let insert = try db.cached(Self.attemptOneSQL)
         insert.reset()
         try insert.bind(completion.taskID, at: 1)
@@ -722,12 +742,13 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         guard state == .dead || state == .cancelled else {
             throw RotaError(.invalidInput, field: "state", "only dead or cancelled tasks can be retried, not \(state)")
         }
+        // The state as a literal, so the partial index of that state (tasks_dead, tasks_cancelled) applies.
+        let stateCondition = " WHERE state = '\(state.rawValue)'"
         return try write { db in
             if let queue {
-                return try db.run(Self.retrySQL + " WHERE state = ?2 AND queue = ?3",
-                                  [.integer(now.unixMillis), .text(state.rawValue), .text(queue)])
+                return try db.run(Self.retrySQL + stateCondition + " AND queue = ?2", [.integer(now.unixMillis), .text(queue)])
             }
-            return try db.run(Self.retrySQL + " WHERE state = ?2", [.integer(now.unixMillis), .text(state.rawValue)])
+            return try db.run(Self.retrySQL + stateCondition, [.integer(now.unixMillis)])
         }
     }
 
@@ -795,10 +816,6 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             values.append(value)
             return "?\(values.count)"
         }
-        // One state: `state = ?` walks tasks_state backwards (rowid order within a state) and stops at the limit.
-        // Several: filled in below, one such walk per state, merged (an IN over the index would sort every match).
-        let statePlaceholders = filter.states.map { bind(.text($0.rawValue)) }
-        if statePlaceholders.count == 1 { conditions.append("t.state = \(statePlaceholders[0])") }
         if let queue = filter.queue { conditions.append("t.queue = \(bind(.text(queue)))") }
         if let name = filter.name { conditions.append("t.name = \(bind(.text(name)))") }
         if let batch = filter.batch {
@@ -808,22 +825,58 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         if let since = filter.createdSince { conditions.append("t.created_at >= \(bind(.integer(since.unixMillis)))") }
         if let before = filter.beforeID { conditions.append("t.id < \(bind(.integer(before)))") }
         let limit = bind(.integer(Int64(max(0, filter.limit))))
-        if statePlaceholders.count > 1 {
-            let others = conditions.map { " AND " + $0 }.joined()
-            let walks = statePlaceholders.map { state in
-                "SELECT id FROM (SELECT t.id FROM tasks t WHERE t.state = \(state)\(others) ORDER BY t.id DESC LIMIT \(limit))"
-            }
-            conditions = ["t.id IN (\(walks.joined(separator: " UNION ALL ")))"]
-        }
-        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
+        let states = filter.states.reduce(into: [TaskState]()) { if !$0.contains($1) { $0.append($1) } }
+        // A batch or schedule filter has its own index (tasks_batch_state, tasks_fire): the planner picks.
+        let planned = filter.batch != nil || filter.schedule != nil
         return try read { db in
+            var whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+            if !states.isEmpty {
+                // One walk per state, newest first, stopping at the limit; several are merged.
+                let counts = planned ? [:] : try Self.listCounts(db, queue: filter.queue, name: filter.name)
+                let walks = states.map { state in
+                    let (from, extra) = Self.listSource(state, counts: counts, planned: planned)
+                    let all = ["t.state = '\(state.rawValue)'"] + extra + conditions
+                    return "SELECT id FROM (SELECT t.id FROM \(from) WHERE \(all.joined(separator: " AND ")) ORDER BY t.id DESC LIMIT \(limit))"
+                }
+                whereClause = " WHERE t.id IN (\(walks.joined(separator: " UNION ALL ")))"
+            }
+            let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
             // Ad-hoc filter combinations: prepare without caching to keep the cache small.
             let statement = try db.prepare(sql)
             try statement.bind(values)
             var rows: [TaskRecord] = []
             while try statement.step() { rows.append(Self.taskRecord(statement)) }
             return rows
+        }
+    }
+
+    /// Tasks per state (of one queue and/or name when given) and in all, from task_counts.
+    private static func listCounts(_ db: Connection, queue: String?, name: String?) throws -> [TaskState?: Int] {
+        var counts: [TaskState?: Int] = [:]
+        for (state, n) in try db.query("""
+            SELECT state, sum(n) FROM task_counts WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR name = ?2) GROUP BY state
+            """, [queue.map { .text($0) } ?? .null, name.map { .text($0) } ?? .null], { ($0.string(0), $0.int(1)) }) {
+            counts[TaskState(rawValue: state)] = n
+            counts[nil, default: 0] += n
+        }
+        return counts
+    }
+
+    /// Where `rota list` walks the tasks of one state (migration 0003 has an index per state only where it is
+    /// cheap to keep): running, dead and cancelled tasks have partial indexes (ordered by id within them).
+    /// Scheduled and succeeded tasks are walked through the table from the newest row when they are at least
+    /// 1 in 20 of the tasks (the limit is met early), else through tasks_due / tasks_finished and sorted.
+    /// Returns the FROM clause and the extra conditions its index needs.
+    private static func listSource(_ state: TaskState, counts: [TaskState?: Int], planned: Bool) -> (String, [String]) {
+        if planned { return ("tasks t", []) }
+        let common = (counts[state] ?? 0) * 20 >= (counts[nil] ?? 0)
+        switch state {
+        case .running: return ("tasks t INDEXED BY tasks_running", [])
+        case .dead: return ("tasks t INDEXED BY tasks_dead", [])
+        case .cancelled: return ("tasks t INDEXED BY tasks_cancelled", [])
+        case .scheduled: return common ? ("tasks t NOT INDEXED", []) : ("tasks t INDEXED BY tasks_due", [])
+        case .succeeded:
+            return common ? ("tasks t NOT INDEXED", []) : ("tasks t INDEXED BY tasks_finished", ["t.finished_at IS NOT NULL"])
         }
     }
 
@@ -841,9 +894,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                     states[state, default: 0] += count
                     if count > 0 { queues[queue, default: [:]][state] = count }
                 }
-                let oldest = try db.scalarInt(
-                    "SELECT min(run_at) FROM tasks INDEXED BY tasks_scheduled_run_at WHERE state = 'scheduled' AND run_at <= ?",
-                    [.integer(nowMs)])
+                let oldest = try Self.oldestScheduledRunAt(db, queues: queues.filter { ($0.value[.scheduled] ?? 0) > 0 }.keys)
+                    .flatMap { $0 <= nowMs ? $0 : nil }
                 let finishedSQL = """
                     SELECT count(*) FROM tasks INDEXED BY tasks_finished
                     WHERE finished_at >= ? AND finished_at IS NOT NULL AND state IN ('succeeded', 'dead')
@@ -859,6 +911,29 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             }
         }
     }
+
+    /// The earliest `run_at` of the scheduled tasks of `queues`: the first entry of tasks_due for each queue
+    /// and priority (one index seek each, whatever the backlog).
+    static func oldestScheduledRunAt(_ db: Connection, queues: some Sequence<String>) throws -> Int64? {
+        var oldest: Int64?
+        for queue in queues {
+            var below = Int64.max
+            while let (priority, runAt) = try db.queryFirst(Self.firstDueBelowPrioritySQL, [.text(queue), .integer(below)], {
+                ($0.int64(0), $0.int64(1))
+            }) {
+                oldest = min(oldest ?? runAt, runAt)
+                if priority == 0 { break }
+                below = priority
+            }
+        }
+        return oldest
+    }
+
+    /// The first scheduled task of queue ?1 with a priority below ?2 (its priority's earliest run_at).
+    static let firstDueBelowPrioritySQL = """
+        SELECT priority, run_at FROM tasks INDEXED BY tasks_due
+        WHERE state = 'scheduled' AND queue = ?1 AND priority < ?2 ORDER BY priority DESC, run_at LIMIT 1
+        """
 
     // MARK: Maintenance (SQLite-specific)
 
@@ -894,6 +969,47 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     static func decodeArray(_ text: String) -> [String] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String] ?? []
+    }
+}
+
+/// Tasks moved by one transaction along a hot transition (scheduled -> running at claim, running -> succeeded
+/// at completion), per queue and name. Since migration 0003 the count triggers skip these two transitions;
+/// ``record(_:from:to:)`` adds them to task_counts, one statement per (queue, name), in the same transaction.
+struct TransitionCounts {
+    private var queues: [String] = []
+    private var names: [String] = []
+    private var counts: [Int] = []
+
+    /// Adds one task (a linear search: a transaction's tasks come from one or a few queues and names).
+    mutating func add(queue: String, name: String) {
+        for index in counts.indices.reversed() where queues[index] == queue && names[index] == name {
+            counts[index] += 1
+            return
+        }
+        queues.append(queue)
+        names.append(name)
+        counts.append(1)
+    }
+
+    static let upsertSQL = """
+        INSERT INTO task_counts(queue, name, state, n) VALUES (?1, ?2, ?3, ?4)
+        ON CONFLICT (queue, name, state) DO UPDATE SET n = n + excluded.n
+        """
+
+    /// Subtracts the tasks from `from`'s counts and adds them to `to`'s (inside the caller's transaction).
+    func record(_ db: Connection, from: TaskState, to: TaskState) throws {
+        if counts.isEmpty { return }
+        let upsert = try db.cached(Self.upsertSQL)
+        for index in counts.indices {
+            for (state, delta) in [(from, -counts[index]), (to, counts[index])] {
+                upsert.reset()
+                try upsert.bind(queues[index], at: 1)
+                try upsert.bind(names[index], at: 2)
+                try upsert.bind(state.rawValue, at: 3)
+                try upsert.bind(Int64(delta), at: 4)
+                try upsert.execute()
+            }
+        }
     }
 }
 

@@ -6,27 +6,38 @@ import Rota
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Check the database: integrity, schema version, WAL size.",
+        abstract: "Check the database: integrity, schema version, task counts, WAL size.",
         discussion: """
             Runs SQLite's full integrity check (reads the whole file: slow on a big database) through a
-            read-only connection. Exits 1 when the database is damaged or its schema is behind this binary.
+            read-only connection, and compares the task counts behind `rota stats` with the tasks table.
+            Exits 1 when the database is damaged, its counts disagree, or its schema is behind this binary.
+            The counts go wrong only if the file is edited by hand; --recount rebuilds them.
 
             Examples:
               rota check
               rota check --json --db /var/lib/rota/rota.db
+              rota check --recount
             """
     )
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var output: OutputOptions
 
+    @Flag(help: "Rebuild the task counts behind `rota stats` from the tasks table (one short write).")
+    var recount = false
+
     func run() async throws {
+        if recount {
+            let fixed = try global.openStore(.existing, quickCheck: false).recount()
+            FileHandle.standardError.write(Data("rota: task counts rebuilt (\(fixed) were wrong)\n".utf8))
+        }
         let store = try global.openStore(.readOnly, quickCheck: false)
         let integrity = try store.integrityCheck()
         let version = try store.schemaVersion()
+        let mismatches = integrity == ["ok"] ? try store.countMismatches() : []
         let wal = store.walSizeBytes()
         let size = (try? FileManager.default.attributesOfItem(atPath: global.db)[.size] as? NSNumber)?.int64Value ?? 0
-        let ok = integrity == ["ok"] && version.applied == version.known
+        let ok = integrity == ["ok"] && version.applied == version.known && mismatches.isEmpty
         if output.json {
             printJSON(.object([
                 ("ok", .bool(ok)),
@@ -34,6 +45,10 @@ struct CheckCommand: AsyncParsableCommand {
                 ("integrity", .array(integrity.map { .string($0) })),
                 ("schema_version", .int(version.applied)),
                 ("known_schema_version", .int(version.known)),
+                ("count_mismatches", .array(mismatches.map {
+                    .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
+                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+                })),
                 ("file_size_bytes", .int(size)),
                 ("wal_size_bytes", .int(wal)),
             ]))
@@ -43,9 +58,14 @@ struct CheckCommand: AsyncParsableCommand {
                 : terminal.paint("FAILED", code: "31;1") + "\n" + integrity.map { "    " + $0 }.joined(separator: "\n")
             let schema = version.applied == version.known ? "\(version.applied) (current)"
                 : "\(version.applied), this binary knows \(version.known): run rota migrate"
+            let countsText = mismatches.isEmpty ? terminal.paint("ok", code: "32")
+                : terminal.paint("\(mismatches.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
+                    + mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
+                        .joined(separator: "\n")
             writeLines([
                 "database   \(global.db)",
                 "integrity  \(integrityText)",
+                "counts     \(countsText)",
                 "schema     \(schema)",
                 "file size  \(Self.bytes(size))",
                 "WAL size   \(Self.bytes(wal))",

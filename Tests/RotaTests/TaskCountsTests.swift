@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+@testable import Rota
+import RotaSQLite
+
+/// `task_counts` (what `rota stats` reads) must agree with the tasks table after every kind of change: the
+/// triggers count most of them, the store counts the two hot transitions itself (migration 0003).
+@Suite("SQLiteTaskStore: task counts")
+struct TaskCountsTests {
+    /// Records an issue for every count that disagrees with the table.
+    private func expectCountsAgree(_ store: SQLiteTaskStore, _ step: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let wrong = try store.countMismatches()
+        #expect(wrong.isEmpty, "after \(step): \(wrong)", sourceLocation: sourceLocation)
+    }
+
+    private func states(_ store: SQLiteTaskStore) async throws -> [TaskState: Int] {
+        try await store.stats(now: Date()).states.filter { $0.value > 0 }
+    }
+
+    @Test func countsAgreeAfterEveryKindOfChange() async throws {
+        let f = try StoreFixture()
+        let store = f.store
+        // Enqueue: one, a multi-row chunk (>= 32), a known unique key (not inserted), two queues and names.
+        _ = try await store.enqueue(TaskSpec(name: "a", uniqueKey: "k"))
+        _ = try await store.enqueue(TaskSpec(name: "a", uniqueKey: "k"))
+        _ = try await store.enqueue((0..<70).map { TaskSpec(name: $0 % 2 == 0 ? "a" : "b", queue: $0 % 3 == 0 ? "q" : "default") })
+        try expectCountsAgree(store, "enqueue")
+        #expect(try await states(store) == [.scheduled: 71])
+
+        // Claim from two queues, then complete: successes in multi-row chunks and one at a time, and every
+        // other resolution.
+        let claimed = try await store.claimAll(limitless: true) + store.claimAll("q", limitless: true)
+        try expectCountsAgree(store, "claim")
+        #expect(try await states(store) == [.running: 71])
+        var completions = claimed.prefix(45).map { Completion($0, .succeeded(result: "1")) }
+        completions.append(Completion(claimed[45], .retry(outcome: .failed, error: "again", runAt: Date())))
+        completions.append(Completion(claimed[46], .dead(outcome: .failed, error: "no")))
+        completions.append(Completion(claimed[47], .cancelled(reason: "asked")))
+        completions.append(Completion(claimed[48], .handBack(reason: "shutdown")))
+        _ = try await store.complete(completions)
+        try expectCountsAgree(store, "complete (store API)")
+        // The scheduler's batch form, with a success whose lease is gone (not applied, not counted).
+        let rest = Array(claimed[49...])
+        let late = Completion(taskID: rest[0].id, attempt: rest[0].attempt, worker: "someone-else", startedAt: Date(),
+                              finishedAt: Date(), resolution: .succeeded(result: nil))
+        let applied = try store.completeBatch([late] + rest.dropFirst(2).map { Completion($0, .succeeded(result: nil)) })
+        #expect(applied.first == false)
+        try expectCountsAgree(store, "completeBatch")
+
+        // Lease recovery (expired, and of a dead worker), cancel, retry, retry all, purge.
+        _ = try await store.recoverExpiredLeases(now: instant(3600))
+        try expectCountsAgree(store, "recoverExpiredLeases")
+        let again = try await store.claimAll(worker: "w2", limitless: true)
+        #expect(!again.isEmpty)
+        _ = try await store.recoverLeases(ofWorkers: ["w2"], now: Date(), reason: "gone")
+        try expectCountsAgree(store, "recoverLeases")
+        let scheduled = try await store.list(TaskFilter(states: [.scheduled], limit: 1)).map(\.id)
+        let running = try await store.claimAll(limitless: false).map(\.id)
+        _ = try await store.cancel(scheduled + running, now: Date())
+        try expectCountsAgree(store, "cancel")
+        let dead = try await store.list(TaskFilter(states: [.dead], limit: 1)).map(\.id)
+        _ = try await store.retry(dead, now: Date())
+        _ = try await store.retryAll(state: .cancelled, queue: nil, now: Date())
+        try expectCountsAgree(store, "retry")
+        _ = try await store.purge(olderThan: instant(3600), states: [])
+        try expectCountsAgree(store, "purge")
+        #expect(try await states(store)[.succeeded] == nil)
+    }
+
+    @Test func countsAgreeForBatchesAndScheduleFires() async throws {
+        let f = try StoreFixture()
+        let store = f.store
+        let batch = try store.openBatch(name: "b", onComplete: #"{"name":"done"}"#)
+        _ = try store.addBatchItems(batch.id, (0..<10).map { TaskSpec(name: "item", batchID: batch.id, batchItem: "\($0)") })
+        _ = try store.sealBatch(batch.id)
+        try expectCountsAgree(store, "batch submit")
+        let claimed = try await store.claimAll(names: ["item"], limitless: true)
+        _ = try store.completeBatch(claimed.map { Completion($0, .succeeded(result: nil)) })
+        // The batch's on_complete task is inserted by a trigger: counted by the insert trigger.
+        try expectCountsAgree(store, "batch completion")
+        #expect(try await states(store) == [.succeeded: 10, .scheduled: 1])
+        _ = try store.cancelBatch("b")
+        _ = try store.retryBatch("b")
+        try expectCountsAgree(store, "batch cancel and retry")
+
+        _ = try store.syncSchedules([ScheduleSpec(name: "tick", expression: "* * * * *", taskName: "tick")],
+                                    now: instant(-120), firstFire: { _ in instant(-60) })
+        _ = try store.fireDueSchedules(now: Date())
+        try expectCountsAgree(store, "schedule fire")
+    }
+
+    @Test func aHandEditIsReportedAndRecountRepairsIt() async throws {
+        let f = try StoreFixture()
+        _ = try await f.store.enqueue((0..<5).map { _ in TaskSpec(name: "a") })
+        // An edit of a hot transition by hand (the triggers leave it to the store): counts go wrong.
+        let db = try f.connection()
+        try db.execute("UPDATE tasks SET state = 'running' WHERE id <= 2")
+        let wrong = try f.store.countMismatches()
+        #expect(wrong == [
+            CountMismatch(queue: "default", name: "a", state: "running", counted: 0, actual: 2),
+            CountMismatch(queue: "default", name: "a", state: "scheduled", counted: 5, actual: 3),
+        ])
+        #expect(try f.store.recount() == 2)
+        #expect(try f.store.countMismatches().isEmpty)
+        #expect(try await f.store.stats(now: Date()).states[.running] == 2)
+        // Other edits by hand are counted by the triggers.
+        try db.execute("UPDATE tasks SET state = 'dead', finished_at = 1 WHERE id = 3")
+        try db.execute("DELETE FROM tasks WHERE id = 4")
+        #expect(try f.store.countMismatches().isEmpty)
+    }
+
+    /// Listing one state picks an index or a walk of the table from the counts; both give newest first.
+    @Test func listingAStateIsNewestFirstWhetherTheStateIsRareOrCommon() async throws {
+        let f = try StoreFixture()
+        let store = f.store
+        let ids = try await store.enqueue((0..<100).map { _ in TaskSpec(name: "a") }).map(\.id)
+        // 100 scheduled: common. Run 97 of them to success: then 3 scheduled (rare) and 97 succeeded (common).
+        #expect(try await store.list(TaskFilter(states: [.scheduled], limit: 5)).map(\.id) == Array(ids.reversed().prefix(5)))
+        let claimed = try await store.claim([ClaimRequest(queue: "default", names: nil, limit: 97)], worker: "w1",
+                                            leaseUntil: instant(30), now: Date())
+        _ = try store.completeBatch(claimed.map { Completion($0, .succeeded(result: nil)) })
+        #expect(try await store.list(TaskFilter(states: [.scheduled])).map(\.id) == [ids[99], ids[98], ids[97]])
+        #expect(try await store.list(TaskFilter(states: [.succeeded], limit: 2)).map(\.id) == [ids[96], ids[95]])
+        // Succeeded becomes rare (3 of 1,100) once a backlog arrives; scheduled is common.
+        _ = try store.recount()
+        _ = try await store.purge(olderThan: instant(60), states: [.succeeded])
+        _ = try await store.enqueue((0..<3).map { _ in TaskSpec(name: "a") })
+        let more = try await store.claim([ClaimRequest(queue: "default", names: nil, limit: 3)], worker: "w1",
+                                         leaseUntil: instant(30), now: Date())
+        _ = try store.completeBatch(more.map { Completion($0, .succeeded(result: nil)) })
+        let backlog = try await store.enqueue((0..<1_000).map { _ in TaskSpec(name: "a") }).map(\.id)
+        #expect(try await store.list(TaskFilter(states: [.succeeded])).map(\.id) == more.map(\.id).sorted(by: >))
+        #expect(try await store.list(TaskFilter(states: [.scheduled], limit: 2)).map(\.id) == [backlog[999], backlog[998]])
+        #expect(try await store.list(TaskFilter(states: [.succeeded, .scheduled], limit: 4)).map(\.id)
+                == [backlog[999], backlog[998], backlog[997], backlog[996]])
+        #expect(try await store.list(TaskFilter(states: [.succeeded], queue: "default", name: "a")).count == 3)
+    }
+
+    /// Without tasks_state, the queries of rare states must still use an index (never scan the table).
+    @Test func rareStateQueriesUseTheirPartialIndexes() throws {
+        let f = try StoreFixture()
+        let db = try f.connection()
+        func plan(_ sql: String) throws -> String {
+            let statement = try db.prepare("EXPLAIN QUERY PLAN " + sql) // parameters left unbound (NULL)
+            var details: [String] = []
+            while try statement.step() { details.append(statement.string(3)) }
+            return details.joined(separator: "\n")
+        }
+        #expect(try plan("SELECT id FROM tasks WHERE state = 'running' AND lease_owner = 'w'").contains("tasks_running"))
+        #expect(try plan("SELECT id FROM tasks WHERE state = 'running' AND lease_until < 5").contains("tasks_running"))
+        #expect(try plan("SELECT id FROM tasks WHERE state = 'dead' ORDER BY id DESC").contains("tasks_dead"))
+        #expect(try plan("SELECT id FROM tasks WHERE state = 'cancelled' AND queue = 'q'").contains("tasks_cancelled"))
+        let oldest = try plan(SQLiteTaskStore.firstDueBelowPrioritySQL)
+        #expect(oldest.contains("tasks_due") && !oldest.contains("TEMP B-TREE"), "\(oldest)")
+    }
+
+    @Test func theOldestDueTaskIsFoundAcrossPriorities() async throws {
+        let f = try StoreFixture()
+        _ = try await f.store.enqueue([
+            TaskSpec(name: "a", priority: 5, runAt: instant(-10)),
+            TaskSpec(name: "a", priority: 0, runAt: instant(-30)),
+            TaskSpec(name: "a", priority: 2, runAt: instant(-20)),
+            TaskSpec(name: "a", queue: "other", priority: 1, runAt: instant(-40)),
+            TaskSpec(name: "a", queue: "later", runAt: instant(600)),
+        ])
+        let stats = try await f.store.stats(now: Date())
+        let age = try #require(stats.oldestDueAt).timeIntervalSinceNow
+        #expect(age > -41 && age < -39)
+        try f.connection().execute("DELETE FROM tasks WHERE queue = 'other'")
+        let next = try #require(try await f.store.stats(now: Date()).oldestDueAt).timeIntervalSinceNow
+        #expect(next > -31 && next < -29)
+    }
+}
+
+extension SQLiteTaskStore {
+    /// Claims every due task of `queue` (`limitless`: up to 10,000, else 1).
+    fileprivate func claimAll(_ queue: String = "default", names: [String]? = nil, worker: String = "w1",
+                              limitless: Bool) async throws -> [ClaimedTask] {
+        try await claim([ClaimRequest(queue: queue, names: names, limit: limitless ? 10_000 : 1)], worker: worker,
+                        leaseUntil: instant(30), now: Date())
+    }
+}
