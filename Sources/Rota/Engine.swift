@@ -21,6 +21,8 @@ final class Engine: @unchecked Sendable {
         var threadPoolSize: Int
         var maxProcesses: Int
         var pollInterval: Duration
+        var watchInterval: Duration?
+        var checkpointInterval: Duration?
         var leaseDuration: Duration
         var heartbeatInterval: Duration
         var recoveryInterval: Duration
@@ -74,6 +76,7 @@ final class Engine: @unchecked Sendable {
     private var stats = LoopStats()
     private let namesByExecutor: [ExecutorKind: [String]]
     private let loopExecutor = LoopExecutor()
+    private var checkpointer: BackgroundCheckpointer?
     private let queueNames: [String]
 
     init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
@@ -141,6 +144,13 @@ final class Engine: @unchecked Sendable {
             finishLoop(flushing: [])
             return
         }
+        do {
+            if let interval = settings.checkpointInterval {
+                checkpointer = try sqlite?.startBackgroundCheckpoints(interval: interval)
+            }
+        } catch {
+            logger.warning("WAL checkpoints stay in the commits: no background checkpoint connection", metadata: ["error": "\(error)"])
+        }
         var phase = Phase.running
         var nextPoll = clock.now
         var nextDue: ContinuousClock.Instant?
@@ -151,6 +161,10 @@ final class Engine: @unchecked Sendable {
         var backoff = Duration.zero
         var nextEmptyCheck = clock.now
         var carried: [Completion] = []
+        // Watching for other processes' commits (SQLite only): the last data version seen, and when to look.
+        let watchInterval = sqlite == nil ? nil : settings.watchInterval
+        var nextWatch = watchInterval.map { clock.now.advanced(by: $0) }
+        var dataVersion: Int64?
         defer {
             logger.debug("scheduler loop stats", metadata: [
                 "claims": "\(stats.claims)", "claimed": "\(stats.claimed)", "claim_time": "\(stats.claimTime)",
@@ -195,7 +209,7 @@ final class Engine: @unchecked Sendable {
                 if case .running = phase, !inBackoff {
                     if claimableLocked() > 0 {
                         if mayHaveMore { break }
-                        if due(nextPoll) || due(nextDue) { break }
+                        if due(nextPoll) || due(nextDue) || due(nextWatch) { break }
                     }
                     if due(nextHeartbeat) || due(nextRecovery) { break }
                 }
@@ -326,7 +340,15 @@ final class Engine: @unchecked Sendable {
 
             // Claim up to the free slots (with the pending completions, in one transaction).
             let requests = claimRequests()
-            let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false)
+            var committedElsewhere = false
+            if let watchInterval, let sqlite, let watch = nextWatch, now >= watch {
+                nextWatch = now.advanced(by: watchInterval)
+                if let version = try? sqlite.dataVersion() {
+                    committedElsewhere = dataVersion.map { $0 != version } ?? false
+                    dataVersion = version
+                }
+            }
+            let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false) || committedElsewhere
             if requests.isEmpty || !(mayHaveMore || polled || woke) {
                 flushPending()
                 if requests.isEmpty, now >= nextPoll { nextPoll = now.advanced(by: settings.pollInterval) }
@@ -720,6 +742,10 @@ final class Engine: @unchecked Sendable {
     }
 
     private func finishLoop(flushing leftovers: [Completion]) {
+        if let checkpointer, let sqlite {
+            sqlite.stopBackgroundCheckpoints(checkpointer)
+            self.checkpointer = nil
+        }
         if !leftovers.isEmpty {
             do { _ = try complete(leftovers) } catch {
                 logger.error("could not record completions at shutdown; their leases will expire and the tasks run again",

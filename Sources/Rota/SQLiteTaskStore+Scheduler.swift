@@ -30,6 +30,12 @@ extension SQLiteTaskStore {
         VALUES (?1, ?2, ?3, ?4, ?5, 'succeeded', NULL, ?6) ON CONFLICT DO NOTHING
         """
 
+    /// `PRAGMA data_version`: changes when another connection commits to the file (this one's own commits
+    /// leave it alone). Cheap: it reads the WAL's shared memory, not the tables.
+    func dataVersion() throws -> Int64 {
+        try read { db in try db.scalarInt("PRAGMA data_version") ?? 0 }
+    }
+
     /// Records attempt ends like ``completeSync(_:)``, with a fast path for successes: their two statements
     /// are prepared once and bound without boxing, in one transaction. Other resolutions (rare) go through
     /// ``completeSync(_:)`` in a transaction of their own, first.

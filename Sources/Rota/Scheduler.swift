@@ -35,6 +35,13 @@ public actor Scheduler: Service {
         /// How often the store is polled for tasks enqueued by other processes (in-process enqueues wake
         /// the scheduler at once; future `run_at`s are waited for exactly).
         public var pollInterval: Duration
+        /// How often an idle scheduler looks for commits by other processes (`PRAGMA data_version`, a read of
+        /// the WAL's shared memory: no query of the tasks). A commit makes it claim at once, so a task enqueued
+        /// by the CLI starts within about this long instead of ``pollInterval``. nil: poll only.
+        public var watchInterval: Duration?
+        /// How often a thread of its own checkpoints the WAL (SQLite store), so no claim, flush or enqueue of
+        /// this process stalls on a checkpoint. nil: SQLite's default (the commit that fills 1,000 pages does it).
+        public var checkpointInterval: Duration?
         /// How long a claim holds a task before another worker may recover it. Heartbeats extend it.
         public var leaseDuration: Duration
         /// How often the worker heartbeats (extending its leases and picking up cancel requests).
@@ -65,6 +72,8 @@ public actor Scheduler: Service {
             threadPoolSize: Int = max(2, ProcessInfo.processInfo.activeProcessorCount),
             maxProcesses: Int = max(2, ProcessInfo.processInfo.activeProcessorCount * 2),
             pollInterval: Duration = .milliseconds(50),
+            watchInterval: Duration? = .milliseconds(5),
+            checkpointInterval: Duration? = .milliseconds(100),
             leaseDuration: Duration = .seconds(60),
             heartbeatInterval: Duration = .seconds(10),
             recoveryInterval: Duration = .seconds(15),
@@ -81,6 +90,8 @@ public actor Scheduler: Service {
             self.threadPoolSize = threadPoolSize
             self.maxProcesses = maxProcesses
             self.pollInterval = pollInterval
+            self.watchInterval = watchInterval
+            self.checkpointInterval = checkpointInterval
             self.leaseDuration = leaseDuration
             self.heartbeatInterval = heartbeatInterval
             self.recoveryInterval = recoveryInterval
@@ -338,7 +349,8 @@ public actor Scheduler: Service {
         let settings = Engine.Settings(
             workerID: workerID, host: host, pid: ProcessInfo.processInfo.processIdentifier, queues: queues,
             threadPoolSize: max(1, configuration.threadPoolSize), maxProcesses: max(1, configuration.maxProcesses),
-            pollInterval: configuration.pollInterval, leaseDuration: configuration.leaseDuration,
+            pollInterval: configuration.pollInterval, watchInterval: configuration.watchInterval,
+            checkpointInterval: configuration.checkpointInterval, leaseDuration: configuration.leaseDuration,
             heartbeatInterval: configuration.heartbeatInterval, recoveryInterval: configuration.recoveryInterval,
             shutdownGrace: configuration.shutdownGrace, cancelWait: configuration.cancelWait,
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),

@@ -52,6 +52,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Milliseconds between polls for tasks enqueued by other processes.")
     var pollMs: Int = 50
 
+    @Option(name: .long, help: "Milliseconds between looks for other processes' commits (cheap; a commit starts a claim at once). 0: poll only.")
+    var watchMs: Int = 5
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 
@@ -59,6 +62,7 @@ struct RunCommand: AsyncParsableCommand {
         if concurrency < 1 { throw ValidationError("--concurrency must be 1 or more, got \(concurrency)") }
         if grace < 0 { throw ValidationError("--grace must be 0 or more, got \(grace)") }
         if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more, got \(pollMs)") }
+        if watchMs < 0 { throw ValidationError("--watch-ms must be 0 (off) or more, got \(watchMs)") }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")
         }
@@ -83,6 +87,7 @@ struct RunCommand: AsyncParsableCommand {
             queues: Dictionary(uniqueKeysWithValues: queueNames.map { ($0, concurrency) }),
             maxProcesses: concurrency * queueNames.count,
             pollInterval: .milliseconds(pollMs),
+            watchInterval: watchMs == 0 ? nil : .milliseconds(watchMs),
             shutdownGrace: .milliseconds(Int64(grace * 1000)),
             untilEmpty: untilEmpty)
         configuration.threadPoolSize = 1

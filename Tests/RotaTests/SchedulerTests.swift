@@ -39,6 +39,37 @@ struct SchedulerTests {
         try await running.stop()
     }
 
+    /// Another process's commit (here: another connection) is seen through `PRAGMA data_version` within
+    /// the watch interval; with the watch off, only the (hour-long) poll would find the task.
+    @Test func aCommitByAnotherConnectionWakesAnIdleSchedulerWithoutWaitingForAPoll() async throws {
+        let db = try TempDatabase()
+        var configuration = testConfiguration()
+        configuration.pollInterval = .seconds(3600)
+        configuration.watchInterval = .milliseconds(5)
+        let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        let ran = Event()
+        try scheduler.register("ping") { (_: Empty, _) in ran.fulfill(); return Empty() }
+        let running = RunningScheduler(scheduler)
+        try await Task.sleep(for: .milliseconds(100))  // let it go idle on its (long) poll
+        let other = try db.store()
+        _ = try other.enqueueSync([TaskSpec(name: "ping")])
+        try await within(.seconds(600), "the handler") { await ran.wait() }
+        try await running.stop()
+
+        // The control: the watch off, the same commit is not seen (the poll is an hour away).
+        configuration.watchInterval = nil
+        let unwatched = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        let ranAgain = Event()
+        try unwatched.register("ping") { (_: Empty, _) in ranAgain.fulfill(); return Empty() }
+        let runningAgain = RunningScheduler(unwatched)
+        try await Task.sleep(for: .milliseconds(100))
+        let id = try other.enqueueSync([TaskSpec(name: "ping")])[0].id
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!ranAgain.isFulfilled)
+        #expect(try await other.task(id)?.state == .scheduled)
+        try await runningAgain.stop()
+    }
+
     @Test func aTaskDueLaterRunsWhenItsRunAtArrivesWithoutWaitingForAPoll() async throws {
         let db = try TempDatabase()
         var configuration = testConfiguration()

@@ -1,0 +1,90 @@
+import Foundation
+import RotaSQLite
+
+/// WAL checkpoints on a thread and connection of their own, while a scheduler runs.
+///
+/// By default SQLite checkpoints inside the commit that takes the WAL past 1,000 pages: that commit copies
+/// the pages into the database file and syncs it, a stall of milliseconds on whichever call made it (a claim,
+/// a completion flush, an enqueue). With this running, the store's own connection does not checkpoint; this
+/// thread runs `PRAGMA wal_checkpoint(PASSIVE)` every `interval` instead (it never waits for readers or
+/// writers), on the machine's other core. Other processes' connections keep SQLite's default.
+final class BackgroundCheckpointer: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopping = false
+    private var done = false
+    private let onFailure: @Sendable (any Error) -> Void
+    /// Used only by the thread (after `init` hands it over).
+    private let connection: Connection
+
+    fileprivate init(connection: Connection, interval: Duration, onFailure: @escaping @Sendable (any Error) -> Void) {
+        self.onFailure = onFailure
+        self.connection = connection
+        let thread = Thread { [self] in
+            defer {
+                condition.lock()
+                done = true
+                condition.broadcast()
+                condition.unlock()
+            }
+            while true {
+                condition.lock()
+                if !stopping { _ = condition.wait(until: Date().addingTimeInterval(interval.seconds)) }
+                let stop = stopping
+                condition.unlock()
+                if stop { return }
+                do {
+                    // (busy, frames in the WAL, frames checkpointed). A writer starts the WAL over once every
+                    // frame is checkpointed; under a steady stream of commits a passive checkpoint may never
+                    // catch up, so past `restartFrames` one RESTART checkpoint (which briefly waits for the
+                    // writer and readers, up to the busy timeout) makes the next commit start it over.
+                    let frames = try self.connection.queryFirst("PRAGMA wal_checkpoint(PASSIVE)") { $0.int(1) } ?? 0
+                    if frames >= Self.restartFrames {
+                        _ = try self.connection.queryFirst("PRAGMA wal_checkpoint(RESTART)") { $0.int(0) }
+                    }
+                } catch {
+                    self.onFailure(error)
+                    return
+                }
+            }
+        }
+        thread.name = "rota-checkpoint"
+        thread.start()
+    }
+
+    /// WAL frames (pages) past which a checkpoint also restarts the WAL: about 16 MiB of 4 KiB pages.
+    static let restartFrames = 4_000
+
+    /// Stops the thread and waits for it (at most one checkpoint's time).
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !done { condition.wait() }
+        condition.unlock()
+    }
+}
+
+extension SQLiteTaskStore {
+    /// SQLite's default: checkpoint in the commit that takes the WAL past this many pages.
+    static let defaultAutoCheckpointPages = 1_000
+
+    /// Moves this store's WAL checkpoints to a background thread (see ``BackgroundCheckpointer``) until
+    /// ``stopBackgroundCheckpoints(_:)``. Returns nil for a read-only store. If a background checkpoint
+    /// fails, the store's connection checkpoints by itself again (the WAL never grows unchecked).
+    func startBackgroundCheckpoints(interval: Duration) throws -> BackgroundCheckpointer? {
+        if configuration.access == .readOnly { return nil }
+        let connection = try Connection(path: path, options: .init(
+            mode: .readWrite, synchronous: configuration.durability == .full ? .full : .normal,
+            busyTimeout: .milliseconds(100), quickCheck: false))
+        try read { db in try db.execute("PRAGMA wal_autocheckpoint = 0") }
+        return BackgroundCheckpointer(connection: connection, interval: interval) { [self] _ in
+            try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
+        }
+    }
+
+    /// Stops background checkpoints and gives the store's connection back its own.
+    func stopBackgroundCheckpoints(_ checkpointer: BackgroundCheckpointer) {
+        checkpointer.stop()
+        try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
+    }
+}
