@@ -629,8 +629,9 @@ final class Engine: @unchecked Sendable {
                 "task": "\(task.id)", "attempt": "\(task.attempt)", "name": "\(task.name)", "queue": "\(task.queue)",
                 "outcome": "\(outcome)", "error": "\(error)"])
         }
-        let completion = Completion(taskID: task.id, attempt: task.attempt, worker: settings.workerID,
+        var completion = Completion(taskID: task.id, attempt: task.attempt, worker: settings.workerID,
                                     startedAt: task.startedAt, finishedAt: now, resolution: resolution)
+        completion.queueAndName = QueueAndName(queue: task.queue, name: task.name)
         lock.lock()
         // Gone when it was already handed back at the end of a shutdown: its late result is discarded.
         guard let current = running[task.id], current === run else {

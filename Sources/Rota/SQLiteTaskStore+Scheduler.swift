@@ -25,6 +25,11 @@ extension SQLiteTaskStore {
 // MARK: The scheduler's hot path
 
 extension SQLiteTaskStore {
+    /// ``succeededOneSQL`` without its RETURNING clause, for completions that carry their queue and name.
+    private static let succeededKnownSQL = """
+        UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
+        """
     private static let attemptSQL = """
         INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
         VALUES (?1, ?2, ?3, ?4, ?5, 'succeeded', NULL, ?6) ON CONFLICT DO NOTHING
@@ -70,19 +75,26 @@ extension SQLiteTaskStore {
     /// Records the successes among `completions` inside the caller's transaction, setting `applied` for those
     /// whose attempt still held the lease.
     private func completeSucceeded(_ db: Connection, _ completions: [Completion], applied: inout [Bool]) throws {
-        let succeed = try db.cached(Self.succeededOneSQL)
         let attempt = try db.cached(Self.attemptSQL)
         var moved = TransitionCounts()
         for (index, completion) in completions.enumerated() {
             guard case .succeeded(let result) = completion.resolution else { continue }
             let finished = completion.finishedAt.unixMillis
+            // With the queue and name known, no RETURNING (it buffers rows in a temporary table per run).
+            let succeed = try db.cached(completion.queueAndName == nil ? Self.succeededOneSQL : Self.succeededKnownSQL)
             try succeed.bind(completion.taskID, at: 1)
             try succeed.bind(Int64(completion.attempt), at: 2)
             try succeed.bind(completion.worker, at: 3)
             try succeed.bind(finished, at: 4)
             defer { succeed.reset() }
-            guard try succeed.step() else { continue } // RETURNING: a row when the lease still held
-            moved.add(queue: succeed.string(0), name: succeed.string(1))
+            if let known = completion.queueAndName {
+                while try succeed.step() {}
+                guard db.changes == 1 else { continue } // the lease was lost
+                moved.add(queue: known.queue, name: known.name)
+            } else {
+                guard try succeed.step() else { continue } // RETURNING: a row when the lease still held
+                moved.add(queue: succeed.string(0), name: succeed.string(1))
+            }
             try attempt.bind(completion.taskID, at: 1)
             try attempt.bind(Int64(completion.attempt), at: 2)
             try attempt.bind(completion.worker, at: 3)

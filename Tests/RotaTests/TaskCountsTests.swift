@@ -43,8 +43,17 @@ struct TaskCountsTests {
         let rest = Array(claimed[49...])
         let late = Completion(taskID: rest[0].id, attempt: rest[0].attempt, worker: "someone-else", startedAt: Date(),
                               finishedAt: Date(), resolution: .succeeded(result: nil))
-        let applied = try store.completeBatch([late] + rest.dropFirst(2).map { Completion($0, .succeeded(result: nil)) })
-        #expect(applied.first == false)
+        // Half carry their queue and name (as the scheduler's do), half are read back.
+        var late2 = Completion(rest[1], worker: "someone-else", .succeeded(result: nil))
+        late2.queueAndName = QueueAndName(queue: rest[1].queue, name: rest[1].name)
+        let successes = rest.dropFirst(2).enumerated().map { index, task in
+            var completion = Completion(task, .succeeded(result: nil))
+            if index % 2 == 0 { completion.queueAndName = QueueAndName(queue: task.queue, name: task.name) }
+            return completion
+        }
+        let applied = try store.completeBatch([late, late2] + successes)
+        #expect(applied.prefix(2) == [false, false])
+        #expect(applied.dropFirst(2).allSatisfy { $0 })
         try expectCountsAgree(store, "completeBatch")
 
         // Lease recovery (expired, and of a dead worker), cancel, retry, retry all, purge.
