@@ -10,6 +10,8 @@
 --    deletes, retries, cancels, recovery, dead, manual edits) is still counted by the triggers.
 --    A hand-made edit of a task from scheduled to running, or from running to succeeded, is not counted;
 --    `rota check` reports counts that disagree with the table and `rota check --recount` rebuilds them.
+--    A scheduler of an older rota would leave those two transitions uncounted, so the store applies this
+--    step only while no worker is live (stop the schedulers, upgrade, then `rota migrate`).
 DROP TRIGGER tasks_count_update;
 CREATE TRIGGER tasks_count_update AFTER UPDATE OF state, queue, name ON tasks
 WHEN (OLD.state IS NOT NEW.state OR OLD.queue IS NOT NEW.queue OR OLD.name IS NOT NEW.name)

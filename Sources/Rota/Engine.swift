@@ -146,7 +146,10 @@ final class Engine: @unchecked Sendable {
         }
         do {
             if let interval = settings.checkpointInterval {
-                checkpointer = try sqlite?.startBackgroundCheckpoints(interval: interval)
+                checkpointer = try sqlite?.startBackgroundCheckpoints(interval: interval) { [logger] error in
+                    logger.warning("background WAL checkpoint failed; commits checkpoint by themselves again",
+                                   metadata: ["error": "\(error)"])
+                }
             }
         } catch {
             logger.warning("WAL checkpoints stay in the commits: no background checkpoint connection", metadata: ["error": "\(error)"])
@@ -364,6 +367,9 @@ final class Engine: @unchecked Sendable {
                     let turn = try completeAndClaim(flushing, requests, leaseUntil: leaseUntil)
                     if !flushing.isEmpty { recordFlush(flushing, turn.applied) }
                     claimed = turn.claimed
+                } catch let error as ClaimAfterFlushFailed {
+                    recordFlush(flushing, error.applied) // the completions are recorded; only the claim failed
+                    throw error.underlying
                 } catch {
                     carried = flushing + carried
                     throw error
@@ -784,7 +790,17 @@ final class Engine: @unchecked Sendable {
         let worker = settings.workerID
         if let sqlite { return try sqlite.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
         let applied = completions.isEmpty ? [] : try complete(completions)
-        return (applied, try claim(requests, leaseUntil: leaseUntil))
+        do {
+            return (applied, try claim(requests, leaseUntil: leaseUntil))
+        } catch {
+            throw ClaimAfterFlushFailed(applied: applied, underlying: error)
+        }
+    }
+
+    /// Another store's claim failed after its completions were recorded (SQLite does both in one transaction).
+    private struct ClaimAfterFlushFailed: Error {
+        var applied: [Bool]
+        var underlying: any Error
     }
 
     /// Counts a flush and warns of completions whose lease was lost.

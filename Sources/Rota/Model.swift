@@ -321,6 +321,12 @@ public struct Completion: Sendable, Equatable {
         self.taskID = taskID; self.attempt = attempt; self.worker = worker; self.startedAt = startedAt
         self.finishedAt = finishedAt; self.resolution = resolution
     }
+
+    /// Equal when the public fields are (the internal queue and name are a hint to the store).
+    public static func == (lhs: Completion, rhs: Completion) -> Bool {
+        lhs.taskID == rhs.taskID && lhs.attempt == rhs.attempt && lhs.worker == rhs.worker && lhs.startedAt == rhs.startedAt
+            && lhs.finishedAt == rhs.finishedAt && lhs.resolution == rhs.resolution
+    }
 }
 
 /// A task's queue and name (see ``Completion``).

@@ -41,9 +41,9 @@ extension SQLiteTaskStore {
         try read { db in try db.scalarInt("PRAGMA data_version") ?? 0 }
     }
 
-    /// Records attempt ends like ``completeSync(_:)``, with a fast path for successes: their two statements
-    /// are prepared once and bound without boxing, in one transaction. Other resolutions (rare) go through
-    /// ``completeSync(_:)`` in a transaction of their own, first.
+    /// Records attempt ends like ``completeSync(_:)``, in one transaction, with a fast path for successes:
+    /// their two statements are prepared once and bound without boxing. Other resolutions (rare) go
+    /// through ``complete(_:_:)``.
     @discardableResult
     func completeBatch(_ completions: [Completion]) throws -> [Bool] {
         try completeAndClaim(completions, [], worker: "", leaseUntil: Date(), now: Date()).applied
@@ -60,12 +60,12 @@ extension SQLiteTaskStore {
             if case .succeeded = completions[$0].resolution { return false }
             return true
         }
-        if !others.isEmpty {
-            let results = try completeSync(others.map { completions[$0] })
-            for (index, ok) in zip(others, results) { applied[index] = ok }
-        }
-        if others.count == completions.count && requests.isEmpty { return (applied, []) }
+        if completions.isEmpty && requests.isEmpty { return ([], []) }
         let claimed = try write { db in
+            if !others.isEmpty {
+                let results = try complete(db, others.map { completions[$0] })
+                for (index, ok) in zip(others, results) { applied[index] = ok }
+            }
             if others.count < completions.count { try completeSucceeded(db, completions, applied: &applied) }
             return requests.isEmpty ? [] : try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now)
         }

@@ -91,12 +91,30 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 }
             } else {
                 try db.enableWAL()
+                try Self.refuseCountingUpgradeUnderLiveWorkers(db, status: status, path: path)
                 try Migrator.migrate(db, with: Self.migrations)
             }
         } catch let error as RotaError {
             throw error
         } catch {
             throw RotaError.wrapping(error, path: path)
+        }
+    }
+
+    /// Migration 3 hands the counting of claims and successes from a trigger to the store: a scheduler of
+    /// an older binary still running on the file would leave them uncounted. So it is applied only while
+    /// no worker is live (stopped ones, and ones whose heartbeat is older than the liveness window, are fine).
+    private static func refuseCountingUpgradeUnderLiveWorkers(_ db: Connection, status: Migrator.Status, path: String) throws {
+        guard status.appliedVersion >= 1, status.appliedVersion < 3, status.pending.contains(3) else { return }
+        let since = Date().unixMillis - WorkerRecord.livenessWindow.milliseconds
+        let live = try db.query("SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", [.integer(since)]) {
+            $0.string(0)
+        }
+        if !live.isEmpty {
+            throw RotaError(.database, """
+                \(path) needs migration 3, which changes how task counts are kept, but schedulers of an older \
+                rota are running on it (\(live.joined(separator: ", "))); stop them, then run `rota migrate`
+                """)
         }
     }
 
@@ -368,32 +386,35 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     @discardableResult
     public func completeSync(_ completions: [Completion]) throws -> [Bool] {
         if completions.isEmpty { return [] }
-        return try write { db in
-            var applied = [Bool](repeating: false, count: completions.count)
-            var succeeded: [Int] = []
-            var singles: [Int] = []
-            if completions.count >= Self.completeSmallChunk, Self.distinctTasks(completions) {
-                succeeded.reserveCapacity(completions.count)
-                for index in completions.indices {
-                    if case .succeeded = completions[index].resolution { succeeded.append(index) } else { singles.append(index) }
-                }
-            } else {
-                singles = Array(completions.indices)
+        return try write { db in try complete(db, completions) }
+    }
+
+    /// Records attempt ends inside the caller's transaction (see ``completeSync(_:)``).
+    func complete(_ db: Connection, _ completions: [Completion]) throws -> [Bool] {
+        var applied = [Bool](repeating: false, count: completions.count)
+        var succeeded: [Int] = []
+        var singles: [Int] = []
+        if completions.count >= Self.completeSmallChunk, Self.distinctTasks(completions) {
+            succeeded.reserveCapacity(completions.count)
+            for index in completions.indices {
+                if case .succeeded = completions[index].resolution { succeeded.append(index) } else { singles.append(index) }
             }
-            var start = 0
-            var moved = TransitionCounts()
-            while succeeded.count - start >= Self.completeSmallChunk {
-                let size = succeeded.count - start >= Self.completeChunk ? Self.completeChunk : Self.completeSmallChunk
-                let chunk = succeeded[start ..< start + size]
-                let ids = try completeSucceeded(db, chunk.map { completions[$0] }, counting: &moved)
-                for index in chunk where ids.contains(completions[index].taskID) { applied[index] = true }
-                start += size
-            }
-            singles += succeeded[start...]
-            for index in singles { applied[index] = try completeOne(db, completions[index], counting: &moved) }
-            try moved.record(db, from: .running, to: .succeeded)
-            return applied
+        } else {
+            singles = Array(completions.indices)
         }
+        var start = 0
+        var moved = TransitionCounts()
+        while succeeded.count - start >= Self.completeSmallChunk {
+            let size = succeeded.count - start >= Self.completeChunk ? Self.completeChunk : Self.completeSmallChunk
+            let chunk = succeeded[start ..< start + size]
+            let ids = try completeSucceeded(db, chunk.map { completions[$0] }, counting: &moved)
+            for index in chunk where ids.contains(completions[index].taskID) { applied[index] = true }
+            start += size
+        }
+        singles += succeeded[start...]
+        for index in singles { applied[index] = try completeOne(db, completions[index], counting: &moved) }
+        try moved.record(db, from: .running, to: .succeeded)
+        return applied
     }
 
     /// Successes per multi-row statement, and the smaller size for the rest (below it: one at a time).
@@ -850,26 +871,30 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    /// Tasks per state (of one queue and/or name when given) and in all, from task_counts.
+    /// Tasks per state (of one queue and/or name when given), and under `nil` all the table's tasks, from
+    /// task_counts.
     private static func listCounts(_ db: Connection, queue: String?, name: String?) throws -> [TaskState?: Int] {
         var counts: [TaskState?: Int] = [:]
         for (state, n) in try db.query("""
             SELECT state, sum(n) FROM task_counts WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR name = ?2) GROUP BY state
             """, [queue.map { .text($0) } ?? .null, name.map { .text($0) } ?? .null], { ($0.string(0), $0.int(1)) }) {
             counts[TaskState(rawValue: state)] = n
-            counts[nil, default: 0] += n
         }
+        counts[nil] = Int(try db.scalarInt("SELECT coalesce(sum(n), 0) FROM task_counts") ?? 0)
         return counts
     }
 
     /// Where `rota list` walks the tasks of one state (migration 0003 has an index per state only where it is
     /// cheap to keep): running, dead and cancelled tasks have partial indexes (ordered by id within them).
-    /// Scheduled and succeeded tasks are walked through the table from the newest row when they are at least
-    /// 1 in 20 of the tasks (the limit is met early), else through tasks_due / tasks_finished and sorted.
+    /// Scheduled and succeeded tasks (of the filtered queue/name) are walked through the table from the newest
+    /// row when they are at least 1 in 20 of all tasks (the limit is met early), else through tasks_due /
+    /// tasks_finished and sorted.
     /// Returns the FROM clause and the extra conditions its index needs.
     private static func listSource(_ state: TaskState, counts: [TaskState?: Int], planned: Bool) -> (String, [String]) {
         if planned { return ("tasks t", []) }
-        let common = (counts[state] ?? 0) * 20 >= (counts[nil] ?? 0)
+        // The walk meets the limit early only if the state (of the filtered queue/name) is common in the table.
+        let count = counts[state] ?? 0
+        let common = count > 0 && count * 20 >= (counts[nil] ?? 0)
         switch state {
         case .running: return ("tasks t INDEXED BY tasks_running", [])
         case .dead: return ("tasks t INDEXED BY tasks_dead", [])
@@ -917,22 +942,22 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     static func oldestScheduledRunAt(_ db: Connection, queues: some Sequence<String>) throws -> Int64? {
         var oldest: Int64?
         for queue in queues {
-            var below = Int64.max
-            while let (priority, runAt) = try db.queryFirst(Self.firstDueBelowPrioritySQL, [.text(queue), .integer(below)], {
+            var atMost = Int64.max
+            while let (priority, runAt) = try db.queryFirst(Self.firstDueBelowPrioritySQL, [.text(queue), .integer(atMost)], {
                 ($0.int64(0), $0.int64(1))
             }) {
                 oldest = min(oldest ?? runAt, runAt)
-                if priority == 0 { break }
-                below = priority
+                if priority <= 0 { break }
+                atMost = priority - 1
             }
         }
         return oldest
     }
 
-    /// The first scheduled task of queue ?1 with a priority below ?2 (its priority's earliest run_at).
+    /// The first scheduled task of queue ?1 with a priority of at most ?2 (its priority's earliest run_at).
     static let firstDueBelowPrioritySQL = """
         SELECT priority, run_at FROM tasks INDEXED BY tasks_due
-        WHERE state = 'scheduled' AND queue = ?1 AND priority < ?2 ORDER BY priority DESC, run_at LIMIT 1
+        WHERE state = 'scheduled' AND queue = ?1 AND priority <= ?2 ORDER BY priority DESC, run_at LIMIT 1
         """
 
     // MARK: Maintenance (SQLite-specific)

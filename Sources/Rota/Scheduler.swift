@@ -37,10 +37,11 @@ public actor Scheduler: Service {
         public var pollInterval: Duration
         /// How often an idle scheduler looks for commits by other processes (`PRAGMA data_version`, a read of
         /// the WAL's shared memory: no query of the tasks). A commit makes it claim at once, so a task enqueued
-        /// by the CLI starts within about this long instead of ``pollInterval``. nil: poll only.
+        /// by the CLI starts within about this long instead of ``pollInterval``. nil (or zero): poll only.
         public var watchInterval: Duration?
         /// How often a thread of its own checkpoints the WAL (SQLite store), so no claim, flush or enqueue of
-        /// this process stalls on a checkpoint. nil: SQLite's default (the commit that fills 1,000 pages does it).
+        /// this process stalls on a checkpoint. nil (or zero): SQLite's default (the commit that fills 1,000
+        /// pages does it).
         public var checkpointInterval: Duration?
         /// How long a claim holds a task before another worker may recover it. Heartbeats extend it.
         public var leaseDuration: Duration
@@ -349,8 +350,8 @@ public actor Scheduler: Service {
         let settings = Engine.Settings(
             workerID: workerID, host: host, pid: ProcessInfo.processInfo.processIdentifier, queues: queues,
             threadPoolSize: max(1, configuration.threadPoolSize), maxProcesses: max(1, configuration.maxProcesses),
-            pollInterval: configuration.pollInterval, watchInterval: configuration.watchInterval,
-            checkpointInterval: configuration.checkpointInterval, leaseDuration: configuration.leaseDuration,
+            pollInterval: configuration.pollInterval, watchInterval: configuration.watchInterval.flatMap { $0 > .zero ? $0 : nil },
+            checkpointInterval: configuration.checkpointInterval.flatMap { $0 > .zero ? $0 : nil }, leaseDuration: configuration.leaseDuration,
             heartbeatInterval: configuration.heartbeatInterval, recoveryInterval: configuration.recoveryInterval,
             shutdownGrace: configuration.shutdownGrace, cancelWait: configuration.cancelWait,
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),

@@ -163,6 +163,34 @@ struct TaskCountsTests {
         #expect(oldest.contains("tasks_due") && !oldest.contains("TEMP B-TREE"), "\(oldest)")
     }
 
+    /// Migration 3 moves the counting of claims and successes into the store: an older scheduler still
+    /// running on the file would leave them uncounted, so the upgrade waits until none is live.
+    @Test func migration3IsRefusedWhileAnOlderSchedulerIsLiveAndCountsStayRight() async throws {
+        let dir = try StoreTempDir()
+        let path = dir.path()
+        do {
+            let db = try Connection(path: path, options: .init(quickCheck: false))
+            try db.enableWAL()
+            _ = try Migrator.migrate(db, with: SQLiteTaskStore.migrations.filter { $0.version <= 2 })
+            let now = Date().unixMillis
+            try db.execute("""
+                INSERT INTO tasks(name, payload, run_at, created_at, updated_at) VALUES ('a', '{}', 1, 1, 1), ('a', '{}', 1, 1, 1);
+                INSERT INTO workers(id, host, pid, started_at, heartbeat_at) VALUES ('old', 'h', 1, \(now), \(now));
+                """)
+        }
+        let error = await rotaError { _ = try SQLiteTaskStore(path: path) }
+        #expect(error?.message.contains("stop them, then run `rota migrate`") == true, "\(String(describing: error))")
+        #expect(try Connection(path: path, options: .init(mode: .readOnly, quickCheck: false))
+            .scalarInt("SELECT max(version) FROM rota_migrations") == 2)
+        try Connection(path: path, options: .init(quickCheck: false)).execute("UPDATE workers SET stopped_at = heartbeat_at")
+        let store = try SQLiteTaskStore(path: path)
+        #expect(try store.schemaVersion().applied == 3)
+        let claimed = try await store.claimAll(limitless: true)
+        _ = try store.completeBatch([Completion(claimed[0], .succeeded(result: nil))])
+        #expect(try store.countMismatches().isEmpty)
+        #expect(try await store.stats(now: Date()).states.filter { $0.value > 0 } == [.running: 1, .succeeded: 1])
+    }
+
     @Test func theOldestDueTaskIsFoundAcrossPriorities() async throws {
         let f = try StoreFixture()
         _ = try await f.store.enqueue([
@@ -178,6 +206,10 @@ struct TaskCountsTests {
         try f.connection().execute("DELETE FROM tasks WHERE queue = 'other'")
         let next = try #require(try await f.store.stats(now: Date()).oldestDueAt).timeIntervalSinceNow
         #expect(next > -31 && next < -29)
+        // The highest priority there is counts too.
+        _ = try await f.store.enqueue(TaskSpec(name: "a", priority: .max, runAt: instant(-50)))
+        let top = try #require(try await f.store.stats(now: Date()).oldestDueAt).timeIntervalSinceNow
+        #expect(top > -51 && top < -49)
     }
 }
 
