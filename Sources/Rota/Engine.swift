@@ -773,12 +773,6 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Store access
 
-    private func claim(_ requests: [ClaimRequest], leaseUntil: Date) throws -> [ClaimedTask] {
-        let worker = settings.workerID
-        if let sqlite { return try sqlite.claimSync(requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
-        return try blocking { [store] in try await store.claim(requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
-    }
-
     private func complete(_ completions: [Completion]) throws -> [Bool] {
         if let sqlite { return try sqlite.completeBatch(completions) }
         return try blocking { [store] in try await store.complete(completions) }
@@ -791,7 +785,9 @@ final class Engine: @unchecked Sendable {
         if let sqlite { return try sqlite.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
         let applied = completions.isEmpty ? [] : try complete(completions)
         do {
-            return (applied, try claim(requests, leaseUntil: leaseUntil))
+            return (applied, try blocking { [store] in
+                try await store.claim(requests, worker: worker, leaseUntil: leaseUntil, now: Date())
+            })
         } catch {
             throw ClaimAfterFlushFailed(applied: applied, underlying: error)
         }

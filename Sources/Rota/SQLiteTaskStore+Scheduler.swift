@@ -25,11 +25,6 @@ extension SQLiteTaskStore {
 // MARK: The scheduler's hot path
 
 extension SQLiteTaskStore {
-    /// ``succeededOneSQL`` without its RETURNING clause, for completions that carry their queue and name.
-    private static let succeededKnownSQL = """
-        UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
-        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-        """
     private static let attemptSQL = """
         INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
         VALUES (?1, ?2, ?3, ?4, ?5, 'succeeded', NULL, ?6) ON CONFLICT DO NOTHING
@@ -66,7 +61,7 @@ extension SQLiteTaskStore {
                 let results = try complete(db, others.map { completions[$0] })
                 for (index, ok) in zip(others, results) { applied[index] = ok }
             }
-            if others.count < completions.count { try completeSucceeded(db, completions, applied: &applied) }
+            if others.count < completions.count { try recordSuccesses(db, completions, applied: &applied) }
             return requests.isEmpty ? [] : try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now)
         }
         return (applied, claimed)
@@ -74,14 +69,14 @@ extension SQLiteTaskStore {
 
     /// Records the successes among `completions` inside the caller's transaction, setting `applied` for those
     /// whose attempt still held the lease.
-    private func completeSucceeded(_ db: Connection, _ completions: [Completion], applied: inout [Bool]) throws {
+    private func recordSuccesses(_ db: Connection, _ completions: [Completion], applied: inout [Bool]) throws {
         let attempt = try db.cached(Self.attemptSQL)
         var moved = TransitionCounts()
         for (index, completion) in completions.enumerated() {
             guard case .succeeded(let result) = completion.resolution else { continue }
             let finished = completion.finishedAt.unixMillis
             // With the queue and name known, no RETURNING (it buffers rows in a temporary table per run).
-            let succeed = try db.cached(completion.queueAndName == nil ? Self.succeededOneSQL : Self.succeededKnownSQL)
+            let succeed = try db.cached(completion.queueAndName == nil ? Self.succeededOneReturningSQL : Self.succeededOneSQL)
             try succeed.bind(completion.taskID, at: 1)
             try succeed.bind(Int64(completion.attempt), at: 2)
             try succeed.bind(completion.worker, at: 3)

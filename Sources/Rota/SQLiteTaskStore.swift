@@ -485,12 +485,14 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return ids
     }
 
-    /// Also in ``completeBatch(_:)``: a success returns the task's queue and name for ``TransitionCounts``.
+    /// One success, applied only while the attempt holds the lease. Also in ``completeBatch(_:)``.
     static let succeededOneSQL = """
         UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
-        RETURNING queue, name
         """
+    /// The same, returning the task's queue and name for ``TransitionCounts`` when the caller does not know
+    /// them (RETURNING buffers its rows in a temporary table on every run: avoided where it can be).
+    static let succeededOneReturningSQL = succeededOneSQL + "\nRETURNING queue, name"
     private static let retryOneSQL = """
         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
                          finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
@@ -532,7 +534,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         case .succeeded(let value):
             outcome = .succeeded
             result = value
-            update = try db.cached(Self.succeededOneSQL)
+            update = try db.cached(Self.succeededOneReturningSQL)
             update.reset()
             try update.bind(finished, at: 4)
         case .retry(let kind, let message, let runAt):
