@@ -25,7 +25,7 @@ extension SQLiteTaskStore {
 // MARK: The scheduler's hot path
 
 extension SQLiteTaskStore {
-    private static let attemptSQL = """
+    static let attemptSQL = """
         INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
         VALUES (?1, ?2, ?3, ?4, ?5, 'succeeded', NULL, ?6) ON CONFLICT DO NOTHING
         """

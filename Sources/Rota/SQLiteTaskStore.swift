@@ -261,7 +261,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    private static let insertSQL = """
+    static let insertSQL = """
         INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, unique_key,
                           batch_id, batch_item, schedule, fire_at, created_at, updated_at)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
@@ -273,7 +273,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     /// ?1 is now (created_at, updated_at); row k's name, queue, payload, priority, run_at, max_attempts and
     /// timeout_ms are ?(7k+2)…?(7k+8).
-    private static let insertChunkSQL = """
+    static let insertChunkSQL = """
         INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, created_at, updated_at)
         VALUES \((0..<insertChunk).map { row in
             let base = 1 + row * 7
@@ -493,31 +493,31 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     /// The same, returning the task's queue and name for ``TransitionCounts`` when the caller does not know
     /// them (RETURNING buffers its rows in a temporary table on every run: avoided where it can be).
     static let succeededOneReturningSQL = succeededOneSQL + "\nRETURNING queue, name"
-    private static let retryOneSQL = """
+    static let retryOneSQL = """
         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
                          finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
                          lease_owner = NULL, lease_until = NULL, run_at = ?4,
                          last_error = ?5, updated_at = ?6
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
         """
-    private static let deadOneSQL = """
+    static let deadOneSQL = """
         UPDATE tasks SET state = 'dead', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
                          last_error = ?5, updated_at = ?4
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
         """
-    private static let cancelledOneSQL = """
+    static let cancelledOneSQL = """
         UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?4,
                          last_error = ?5, updated_at = ?4
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
         """
-    private static let handBackOneSQL = """
+    static let handBackOneSQL = """
         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
                          finished_at = CASE WHEN cancel_requested = 1 THEN ?4 END,
                          lease_owner = NULL, lease_until = NULL, run_at = ?4, updated_at = ?4,
                          max_attempts = max_attempts + 1  -- a shutdown does not use up an attempt
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
         """
-    private static let attemptOneSQL = """
+    static let attemptOneSQL = """
         INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
         """

@@ -46,6 +46,8 @@ public struct MigrationError: Error, CustomStringConvertible, Sendable, Equatabl
         case changedMigration
         /// The database lacks migrations and was opened read-only.
         case needsMigration
+        /// A step would leave rows whose foreign keys point at missing rows (rolled back).
+        case foreignKeyViolation
     }
     /// What kind of refusal.
     public let code: Code
@@ -124,6 +126,12 @@ public enum Migrator {
             throw MigrationError(code: .needsMigration,
                                  message: "\(db.path) needs migrations \(pending.map(String.init).joined(separator: ", ")) but was opened read-only; open it read-write to migrate it. Nothing was changed.")
         }
+        // Foreign keys are off while the steps run, as SQLite's procedure for schema changes asks: a step that
+        // rebuilds a table drops the old one, and with foreign keys on that drop would first delete its rows
+        // (and cascade to their children). Each step checks the keys before it commits instead.
+        let foreignKeys = try db.scalarInt("PRAGMA foreign_keys") == 1
+        if foreignKeys { try db.execute("PRAGMA foreign_keys = OFF") }
+        defer { if foreignKeys { try? db.execute("PRAGMA foreign_keys = ON") } }
         var done: [Int] = []
         for migration in migrations {
             let applied: Bool = try db.transaction(.immediate) {
@@ -139,6 +147,15 @@ public enum Migrator {
                     )
                     """)
                 try db.execute(migration.sql)
+                if foreignKeys {
+                    let broken = try db.query("PRAGMA foreign_key_check") { "\($0.string(0)) row \($0.int64(1)) -> \($0.string(2))" }
+                    if !broken.isEmpty {
+                        throw MigrationError(code: .foreignKeyViolation, message: """
+                            migration \(migration.label) would leave \(broken.count) row(s) of \(db.path) pointing at missing \
+                            rows (\(broken.prefix(5).joined(separator: "; "))\(broken.count > 5 ? "; …" : "")). Nothing was changed.
+                            """)
+                    }
+                }
                 try db.run("INSERT INTO rota_migrations(version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
                            [.integer(Int64(migration.version)), .text(migration.name), .text(migration.checksum), .integer(now)])
                 return true

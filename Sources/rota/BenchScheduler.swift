@@ -14,7 +14,7 @@ enum SchedulerBench {
     /// Warnings and errors only, on stderr: stdout carries the key=value lines.
     static let logger = Logger(label: "rota.bench") { label in
         var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = .warning
+        handler.logLevel = ProcessInfo.processInfo.environment["ROTA_BENCH_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         return handler
     }
 

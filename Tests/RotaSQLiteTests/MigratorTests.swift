@@ -196,6 +196,49 @@ import Testing
         }
     }
 
+    /// A step that rebuilds a parent table (new table, copy, drop, rename) keeps the child rows: with foreign
+    /// keys on, the drop would delete them (ON DELETE CASCADE), so the migrator runs steps with keys off.
+    @Test func rebuildingAParentTableKeepsItsChildRowsAndForeignKeysStayOn() throws {
+        try withDatabase { db, _ throws in
+            try db.execute("PRAGMA foreign_keys = ON")
+            try Migrator.migrate(db, with: [Self.m1, Self.cascade], now: Self.t1)
+            try db.execute("INSERT INTO kids(job, body) VALUES (1, 'kept')")
+            let applied = try Migrator.migrate(db, with: [Self.m1, Self.cascade, Self.rebuild], now: Self.t2)
+            #expect(applied == [3])
+            #expect(try db.query("SELECT body FROM kids") { $0.string(0) } == ["kept"])
+            #expect(try db.scalarInt("PRAGMA foreign_keys") == 1, "the caller's setting comes back")
+            #expect(try db.query("SELECT sql FROM sqlite_schema WHERE name = 'jobs'") { $0.string(0) }.first?.contains("length(name) > 0") == true)
+        }
+    }
+
+    /// Each step checks the foreign keys before it commits: one that would leave a dangling reference is
+    /// rolled back, and says which rows.
+    @Test func aStepLeavingADanglingForeignKeyIsRolledBackAndNamesTheRows() throws {
+        try withDatabase { db, _ throws in
+            try db.execute("PRAGMA foreign_keys = ON")
+            try Migrator.migrate(db, with: [Self.m1, Self.cascade], now: Self.t1)
+            let orphan = Migration(version: 3, name: "orphan", sql: "INSERT INTO kids(job, body) VALUES (42, 'orphan');")
+            var caught: MigrationError?
+            do { try Migrator.migrate(db, with: [Self.m1, Self.cascade, orphan]) } catch let error as MigrationError { caught = error }
+            #expect(caught?.code == .foreignKeyViolation)
+            #expect(caught?.message.contains("0003_orphan") == true, "\(String(describing: caught))")
+            #expect(caught?.message.contains("kids row 1 -> jobs") == true, "\(String(describing: caught))")
+            #expect(try db.scalarInt("SELECT count(*) FROM kids") == 0)
+            #expect(try records(db).map(\.version) == [1, 2])
+            #expect(try db.scalarInt("PRAGMA foreign_keys") == 1)
+        }
+    }
+
+    static let cascade = Migration(version: 2, name: "kids", sql: """
+        CREATE TABLE kids (job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, body TEXT);
+        """)
+    static let rebuild = Migration(version: 3, name: "rebuild", sql: """
+        CREATE TABLE jobs_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL CHECK (length(name) > 0));
+        INSERT INTO jobs_new SELECT id, name FROM jobs;
+        DROP TABLE jobs;
+        ALTER TABLE jobs_new RENAME TO jobs;
+        """)
+
     @Test func aFailingFirstMigrationLeavesAFreshDatabaseEmpty() throws {
         try withDatabase { db, _ throws in
             let broken = Migration(version: 1, name: "initial", sql: """
