@@ -78,6 +78,12 @@ extension SQLiteTaskStore {
                     FROM rows
                     """, [.integer(first), .integer(first + Int64(n) - 1), .integer(nowMs), .integer(Int64(count)),
                           .integer(step)])
+                // The store counts the tasks it inserts (migration 5): these, by their new ids.
+                try db.run("""
+                    INSERT INTO task_counts(queue, name, state, n)
+                    SELECT queue, name, state, count(*) FROM tasks WHERE id > ?1 GROUP BY queue, name, state
+                    ON CONFLICT (queue, name, state) DO UPDATE SET n = n + excluded.n
+                    """, [.integer(start + first)])
                 try db.run("""
                     INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
                     SELECT id, attempts, 'bench-worker', started_at, finished_at,

@@ -112,6 +112,7 @@ extension SQLiteTaskStore {
                 WHERE active = 1 AND next_fire_at IS NOT NULL AND next_fire_at <= ?1
                 """, [.integer(nowMs)], Self.scheduleRecord)
             var results: [EnqueueResult] = []
+            var fired = TransitionCounts() // the store counts the tasks it inserts (migration 5)
             for schedule in due {
                 let decided = plan(schedule)
                 var fires = decided.fires
@@ -133,6 +134,7 @@ extension SQLiteTaskStore {
                               .text(schedule.spec.name), .integer(nowMs)])
                     if db.changes == 1 {
                         results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
+                        fired.add(queue: schedule.spec.queue, name: schedule.spec.taskName)
                     } else if let id = try db.scalarInt("SELECT id FROM tasks WHERE schedule = ? AND fire_at = ?",
                                                         [.text(schedule.spec.name), .integer(fire.unixMillis)]) {
                         results.append(EnqueueResult(id: id, inserted: false))
@@ -144,6 +146,7 @@ extension SQLiteTaskStore {
                     """, [.text(schedule.spec.name), .int(decided.nextFireAt?.unixMillis),
                           .int(fires.last?.unixMillis), .integer(nowMs)])
             }
+            try fired.record(db, from: nil, to: .scheduled)
             return results
         }
     }

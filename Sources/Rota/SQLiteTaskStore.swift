@@ -101,18 +101,20 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    /// Migration 3 hands the counting of claims and successes from a trigger to the store: a scheduler of
-    /// an older binary still running on the file would leave them uncounted. So it is applied only while
-    /// no worker is live (stopped ones, and ones whose heartbeat is older than the liveness window, are fine).
+    /// Migrations 3 and 5 hand the counting of claims and successes (3) and of inserted tasks (5) from
+    /// triggers to the store: a scheduler of an older binary still running on the file would leave them
+    /// uncounted. So they are applied only while no worker is live (stopped ones, and ones whose heartbeat
+    /// is older than the liveness window, are fine).
     private static func refuseCountingUpgradeUnderLiveWorkers(_ db: Connection, status: Migrator.Status, path: String) throws {
-        guard status.appliedVersion >= 1, status.appliedVersion < 3, status.pending.contains(3) else { return }
+        guard status.appliedVersion >= 1,
+              let step = [3, 5].first(where: { status.appliedVersion < $0 && status.pending.contains($0) }) else { return }
         let since = Date().unixMillis - WorkerRecord.livenessWindow.milliseconds
         let live = try db.query("SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", [.integer(since)]) {
             $0.string(0)
         }
         if !live.isEmpty {
             throw RotaError(.database, """
-                \(path) needs migration 3, which changes how task counts are kept, but schedulers of an older \
+                \(path) needs migration \(step), which changes how task counts are kept, but schedulers of an older \
                 rota are running on it (\(live.joined(separator: ", "))); stop them, then run `rota migrate`
                 """)
         }
@@ -197,6 +199,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             // Tasks that cannot conflict (no unique key, batch item or schedule fire) go in multi-row INSERTs:
             // one statement's cursors on tasks and its indexes serve many rows. Holding the write lock, the
             // new rowids of one statement are consecutive (largest + 1 each), ending at last_insert_rowid.
+            // The store counts the tasks it inserts (migration 5: no per-row trigger), in this transaction.
+            var inserted = TransitionCounts()
             var start = 0
             if specs.count >= Self.insertChunk, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
                 let statement = try db.cached(Self.insertChunkSQL)
@@ -222,6 +226,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                     for row in 0..<Int64(Self.insertChunk) {
                         results.append(EnqueueResult(id: last - Int64(Self.insertChunk) + 1 + row, inserted: true))
                     }
+                    for spec in specs[start ..< start + Self.insertChunk] { inserted.add(queue: spec.queue, name: spec.name) }
                     start += Self.insertChunk
                 }
             }
@@ -251,12 +256,14 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 }
                 if db.changes == 1 {
                     results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
+                    inserted.add(queue: spec.queue, name: spec.name)
                 } else if let existing = try existingTask(db, for: spec) {
                     results.append(EnqueueResult(id: existing, inserted: false))
                 } else {
                     throw RotaError(.database, "enqueue of \(spec.name) conflicted but no existing task was found")
                 }
             }
+            try inserted.record(db, from: nil, to: .scheduled)
             return results
         }
     }
@@ -1023,12 +1030,15 @@ struct TransitionCounts {
         ON CONFLICT (queue, name, state) DO UPDATE SET n = n + excluded.n
         """
 
-    /// Subtracts the tasks from `from`'s counts and adds them to `to`'s (inside the caller's transaction).
-    func record(_ db: Connection, from: TaskState, to: TaskState) throws {
+    /// Subtracts the tasks from `from`'s counts and adds them to `to`'s (inside the caller's transaction);
+    /// with `from` nil (new tasks), only adds them to `to`'s.
+    func record(_ db: Connection, from: TaskState?, to: TaskState) throws {
         if counts.isEmpty { return }
         let upsert = try db.cached(Self.upsertSQL)
         for index in counts.indices {
-            for (state, delta) in [(from, -counts[index]), (to, counts[index])] {
+            var deltas = [(to, counts[index])]
+            if let from { deltas.insert((from, -counts[index]), at: 0) }
+            for (state, delta) in deltas {
                 upsert.reset()
                 try upsert.bind(queues[index], at: 1)
                 try upsert.bind(names[index], at: 2)

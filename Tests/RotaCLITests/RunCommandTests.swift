@@ -133,8 +133,12 @@ struct RunCommandTests {
         let store = try workspace.store()
         let count = ProcessInfo.processInfo.environment["ROTA_LONG_TESTS"] == "1" ? 2_000 : 150
         let log = workspace.path("side-effects.log")
+        // The second half waits for a gate that opens only after the kill, so the first run cannot finish
+        // everything before it is killed, however fast the machine (or slow this test's polling).
+        let gate = workspace.path("gate")
         let specs = (0..<count).map { item in
-            Self.exec(["sh", "-c", "echo $ITEM >> \(log); sleep 0.02"], env: ["ITEM": "\(item)"], maxAttempts: 5)
+            Self.exec(["sh", "-c", "echo $ITEM >> \(log); sleep 0.02; if [ $ITEM -ge \(count / 2) ]; then while [ ! -e \(gate) ]; do sleep 0.01; done; fi"],
+                      env: ["ITEM": "\(item)"], maxAttempts: 5)
         }
         let ids = try await store.enqueue(specs).map(\.id)
         let first = try RotaProcess(["run", "--db", workspace.db, "--concurrency", "8"], in: workspace, name: "first")
@@ -145,6 +149,7 @@ struct RunCommandTests {
         #expect(await first.exit() == SIGKILL)
         let doneAtKill = try await store.stats(now: Date()).states[.succeeded, default: 0]
         #expect(doneAtKill < count)
+        #expect(FileManager.default.createFile(atPath: gate, contents: nil))
 
         let second = try RotaProcess(["run", "--db", workspace.db, "--concurrency", "8", "--until-empty"], in: workspace, name: "second")
         let status = try await Self.within(.seconds(120), "the restarted rota run to finish") { await second.exit() }

@@ -4,7 +4,7 @@ import Testing
 import RotaSQLite
 
 /// `task_counts` (what `rota stats` reads) must agree with the tasks table after every kind of change: the
-/// triggers count most of them, the store counts the two hot transitions itself (migration 0003).
+/// triggers count most of them, the store counts the two hot transitions (migration 0003) and its inserts (0005).
 @Suite("SQLiteTaskStore: task counts")
 struct TaskCountsTests {
     /// Records an issue for every count that disagrees with the table.
@@ -85,7 +85,7 @@ struct TaskCountsTests {
         try expectCountsAgree(store, "batch submit")
         let claimed = try await store.claimAll(names: ["item"], limitless: true)
         _ = try store.completeBatch(claimed.map { Completion($0, .succeeded(result: nil)) })
-        // The batch's on_complete task is inserted by a trigger: counted by the insert trigger.
+        // The batch's on_complete task is inserted by the batches_complete trigger, which counts it.
         try expectCountsAgree(store, "batch completion")
         #expect(try await states(store) == [.succeeded: 10, .scheduled: 1])
         _ = try store.cancelBatch("b")
@@ -94,8 +94,26 @@ struct TaskCountsTests {
 
         _ = try store.syncSchedules([ScheduleSpec(name: "tick", expression: "* * * * *", taskName: "tick")],
                                     now: instant(-120), firstFire: { _ in instant(-60) })
-        _ = try store.fireDueSchedules(now: Date())
+        // Two instants fire; then the same two again (the schedule moved back): those insert and count nothing.
+        let instants = [instant(-60), instant(-30)]
+        let fired = try store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
+        #expect(fired.map(\.inserted) == [true, true])
         try expectCountsAgree(store, "schedule fire")
+        try f.connection().execute("UPDATE schedules SET next_fire_at = \(instant(-60).unixMillis)")
+        let refired = try store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
+        #expect(refired.map(\.inserted) == [false, false])
+        try expectCountsAgree(store, "schedule fire again")
+
+        // A completing batch whose on_complete task's unique key is taken inserts nothing and counts nothing.
+        let second = try store.openBatch(name: "c", onComplete: #"{"name":"done","queue":"other"}"#)
+        _ = try store.addBatchItems(second.id, [TaskSpec(name: "item", batchID: second.id, batchItem: "0")])
+        _ = try store.sealBatch(second.id)
+        _ = try await store.enqueue(TaskSpec(name: "squatter", uniqueKey: "rota:batch-complete:\(second.id)"))
+        let last = try await store.claimAll(names: ["item"], limitless: true)
+        _ = try store.completeBatch(last.map { Completion($0, .succeeded(result: nil)) })
+        #expect(try store.batch(named: "c")?.completedAt != nil)
+        #expect(try await store.list(TaskFilter(queue: "other")).isEmpty)
+        try expectCountsAgree(store, "batch completion with its key taken")
     }
 
     @Test func aHandEditIsReportedAndRecountRepairsIt() async throws {
@@ -115,6 +133,13 @@ struct TaskCountsTests {
         // Other edits by hand are counted by the triggers.
         try db.execute("UPDATE tasks SET state = 'dead', finished_at = 1 WHERE id = 3")
         try db.execute("DELETE FROM tasks WHERE id = 4")
+        #expect(try f.store.countMismatches().isEmpty)
+        // A task inserted by hand is not (the store counts its own inserts, migration 5).
+        try db.execute("INSERT INTO tasks(name, run_at, created_at, updated_at) VALUES ('a', 1, 1, 1)")
+        #expect(try f.store.countMismatches() == [
+            CountMismatch(queue: "default", name: "a", state: "scheduled", counted: 1, actual: 2),
+        ])
+        #expect(try f.store.recount() == 1)
         #expect(try f.store.countMismatches().isEmpty)
     }
 
@@ -189,6 +214,28 @@ struct TaskCountsTests {
         _ = try store.completeBatch([Completion(claimed[0], .succeeded(result: nil))])
         #expect(try store.countMismatches().isEmpty)
         #expect(try await store.stats(now: Date()).states.filter { $0.value > 0 } == [.running: 1, .succeeded: 1])
+    }
+
+    /// Migration 5 moves the counting of inserted tasks into the store: it too waits until no older
+    /// scheduler is live (one would insert its cron fires uncounted).
+    @Test func migration5IsRefusedWhileAnOlderSchedulerIsLive() async throws {
+        let dir = try StoreTempDir()
+        let path = dir.path()
+        do {
+            let db = try Connection(path: path, options: .init(quickCheck: false))
+            try db.enableWAL()
+            _ = try Migrator.migrate(db, with: SQLiteTaskStore.migrations.filter { $0.version <= 4 })
+            let now = Date().unixMillis
+            try db.execute("INSERT INTO workers(id, host, pid, started_at, heartbeat_at) VALUES ('old', 'h', 1, \(now), \(now))")
+        }
+        let error = await rotaError { _ = try SQLiteTaskStore(path: path) }
+        #expect(error?.message.contains("needs migration 5") == true, "\(String(describing: error))")
+        try Connection(path: path, options: .init(quickCheck: false)).execute("UPDATE workers SET stopped_at = heartbeat_at")
+        let store = try SQLiteTaskStore(path: path)
+        #expect(try store.schemaVersion().applied == 5)
+        _ = try await store.enqueue([TaskSpec(name: "a"), TaskSpec(name: "a", queue: "q")])
+        #expect(try store.countMismatches().isEmpty)
+        #expect(try await store.stats(now: Date()).states[.scheduled] == 2)
     }
 
     @Test func theOldestDueTaskIsFoundAcrossPriorities() async throws {
