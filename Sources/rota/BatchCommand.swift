@@ -165,10 +165,15 @@ struct BatchCommand: AsyncParsableCommand {
                                                         discussion: "Example: rota batch retry resize-2026-11")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The batch's name.") var name: String
+        @Flag(help: "Print JSON: {\"batch\": NAME, \"rescheduled\": N}.") var json = false
 
         func run() async throws {
             let count = try global.openStore(.existing).retryBatch(name)
-            print("batch \(name): \(count) dead items scheduled again")
+            if json {
+                print(BatchFormat.jsonText(["batch": name, "rescheduled": count]))
+            } else {
+                print("batch \(name): \(count) dead items scheduled again")
+            }
         }
     }
 
@@ -177,10 +182,15 @@ struct BatchCommand: AsyncParsableCommand {
                                                         discussion: "Example: rota batch cancel resize-2026-11")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The batch's name.") var name: String
+        @Flag(help: "Print JSON: {\"batch\": NAME, \"cancelled\": N, \"requested\": N}.") var json = false
 
         func run() async throws {
             let result = try global.openStore(.existing).cancelBatch(name)
-            print("batch \(name): \(result.cancelled) cancelled, \(result.requested) running asked to stop")
+            if json {
+                print(BatchFormat.jsonText(["batch": name, "cancelled": result.cancelled, "requested": result.requested]))
+            } else {
+                print("batch \(name): \(result.cancelled) cancelled, \(result.requested) running asked to stop")
+            }
         }
     }
 }

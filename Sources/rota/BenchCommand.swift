@@ -8,16 +8,18 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure enqueue, end-to-end, latency and backlog figures; prints key=value lines.",
         discussion: """
-            Rates are per second, latencies in milliseconds. Plain `rota bench` measures with
-            synchronous=NORMAL, then the same with FULL (keys with a _full suffix). Runs in a temporary
-            directory unless --dir is given. Groups: enqueue, e2e, dispatch, cli, backlog.
-              enqueue_one, enqueue_bulk      enqueue one task per call (durable on return), 1,000 per call
-              e2e_noop, e2e_noop_2sched      a backlog of no-op tasks run to `succeeded` (async executor),
-                                             by one scheduler, and by two on one file
-              dispatch_p50_ms, _p99_ms       in-process enqueue of a due task to its handler's start
-              cli_dispatch_p50_ms, _p99_ms   `rota enqueue` in another process (created_at) to handler start
-              backlog_claim_ratio            claim+complete rate with a 1,000,000-task backlog over an empty one
-              peak_rss_mib                   peak RSS of a scheduler process working through that backlog
+            Rates are per second, latencies in milliseconds. Plain `rota bench` measures
+            with synchronous=NORMAL, then the same with FULL (keys with a _full suffix).
+            Runs in a temporary directory unless --dir is given.
+            Groups: enqueue, e2e, dispatch, cli, backlog.
+              enqueue_one, enqueue_bulk   one task per call (durable on return); 1,000
+              e2e_noop, e2e_noop_2sched   a backlog of no-op tasks run to `succeeded`
+                                          (async executor), by one scheduler and by two
+              dispatch_p50_ms, _p99_ms    in-process enqueue of a due task to its start
+              cli_dispatch_p50_ms, _p99   `rota enqueue` in another process to its start
+              backlog_claim_ratio         claim+complete rate behind a 1,000,000-task
+                                          backlog over the rate with none
+              peak_rss_mib                peak RSS of a scheduler working that backlog
             Examples:
               rota bench
               rota bench --quick          # a short run, for CI
