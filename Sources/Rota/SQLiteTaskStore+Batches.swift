@@ -126,15 +126,18 @@ extension SQLiteTaskStore {
             guard let id = try db.scalarInt("SELECT id FROM batches WHERE name = ?", [.text(name)]) else {
                 throw RotaError(.notFound, "no batch named \(name)")
             }
-            let cancelled = try db.run("""
-                UPDATE tasks SET state = 'cancelled', finished_at = ?1, updated_at = ?1, last_error = coalesce(last_error, 'batch cancelled')
-                WHERE batch_id = ?2 AND state = 'scheduled'
-                """, [.integer(now.unixMillis), .integer(id)])
+            let cancelled = try db.run(Self.cancelBatchSQL, [.integer(now.unixMillis), .integer(id)])
             let requested = try db.run("UPDATE tasks SET cancel_requested = 1, updated_at = ?1 WHERE batch_id = ?2 AND state = 'running'",
                                        [.integer(now.unixMillis), .integer(id)])
             return (cancelled, requested)
         }
     }
+
+    /// Cancels the scheduled items of batch ?2 at ?1.
+    static let cancelBatchSQL = """
+        UPDATE tasks SET state = 'cancelled', finished_at = ?1, updated_at = ?1, last_error = coalesce(last_error, 'batch cancelled')
+        WHERE batch_id = ?2 AND state = 'scheduled'
+        """
 
     /// A batch's `dead` items with their last error, for reports.
     public func batchFailures(_ name: String, limit: Int = 1_000) async throws -> [TaskRecord] {

@@ -84,7 +84,17 @@ extension SQLiteTaskStore {
             defer { succeed.reset() }
             if let known = completion.queueAndName {
                 while try succeed.step() {}
-                guard db.changes == 1 else { continue } // the lease was lost
+                if db.changes != 1 {
+                    // A batch item (its trigger must run), or the lease was lost.
+                    let any = try db.cached(Self.succeededOneAnySQL)
+                    try any.bind(completion.taskID, at: 1)
+                    try any.bind(Int64(completion.attempt), at: 2)
+                    try any.bind(completion.worker, at: 3)
+                    try any.bind(finished, at: 4)
+                    defer { any.reset() }
+                    while try any.step() {}
+                    guard db.changes == 1 else { continue }
+                }
                 moved.add(queue: known.queue, name: known.name)
             } else {
                 guard try succeed.step() else { continue } // RETURNING: a row when the lease still held

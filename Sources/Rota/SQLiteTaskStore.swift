@@ -101,13 +101,14 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    /// Migrations 3 and 5 hand the counting of claims and successes (3) and of inserted tasks (5) from
-    /// triggers to the store: a scheduler of an older binary still running on the file would leave them
-    /// uncounted. So they are applied only while no worker is live (stopped ones, and ones whose heartbeat
-    /// is older than the liveness window, are fine).
+    /// Migrations 3, 5 and 6 hand the counting of claims and successes (3) and of inserted tasks (5) from
+    /// triggers to the store, and make the triggers watch other columns (6): a scheduler of an older binary
+    /// still running on the file would leave changes uncounted (and, after 6, batches unfinished). So they
+    /// are applied only while no worker is live (stopped ones, and ones whose heartbeat is older than the
+    /// liveness window, are fine).
     private static func refuseCountingUpgradeUnderLiveWorkers(_ db: Connection, status: Migrator.Status, path: String) throws {
         guard status.appliedVersion >= 1,
-              let step = [3, 5].first(where: { status.appliedVersion < $0 && status.pending.contains($0) }) else { return }
+              let step = [3, 5, 6].first(where: { status.appliedVersion < $0 && status.pending.contains($0) }) else { return }
         let since = Date().unixMillis - WorkerRecord.livenessWindow.milliseconds
         let live = try db.query("SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", [.integer(since)]) {
             $0.string(0)
@@ -450,7 +451,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             ON CONFLICT DO NOTHING
             """, with + """
             UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = c.finished,
-                             updated_at = c.finished
+                             updated_at = c.finished, last_error = tasks.last_error -- for the batch trigger
             FROM c WHERE tasks.id = c.id AND tasks.attempts = c.attempt AND tasks.lease_owner = c.worker
                      AND tasks.state = 'running'
             RETURNING tasks.id, tasks.queue, tasks.name
@@ -492,14 +493,24 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return ids
     }
 
-    /// One success, applied only while the attempt holds the lease. Also in ``completeBatch(_:)``.
+    /// One success of a task outside any batch, applied only while the attempt holds the lease: the
+    /// scheduler's hot path (``completeBatch(_:)``). It names no column the update triggers watch (migration
+    /// 6: `run_at`, `last_error`, `queue`, `name`), so no trigger program runs for it; the store counts it.
     static let succeededOneSQL = """
         UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4
+        WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running' AND batch_id IS NULL
+        """
+    /// One success of any task (a batch item too). `last_error = last_error` changes nothing but names a
+    /// watched column, so the batch trigger counts a finished item (the count trigger leaves the success to
+    /// the store, as always).
+    static let succeededOneAnySQL = """
+        UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = ?4, updated_at = ?4,
+                         last_error = last_error
         WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'
         """
     /// The same, returning the task's queue and name for ``TransitionCounts`` when the caller does not know
     /// them (RETURNING buffers its rows in a temporary table on every run: avoided where it can be).
-    static let succeededOneReturningSQL = succeededOneSQL + "\nRETURNING queue, name"
+    static let succeededOneReturningSQL = succeededOneAnySQL + "\nRETURNING queue, name"
     static let retryOneSQL = """
         UPDATE tasks SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'scheduled' END,
                          finished_at = CASE WHEN cancel_requested = 1 THEN ?6 END,
@@ -697,17 +708,28 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 FROM tasks WHERE state = 'running' AND \(condition)
                 ON CONFLICT DO NOTHING
                 """, values)
-            return try db.query("""
-                UPDATE tasks SET
-                    state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                                 WHEN attempts >= max_attempts THEN 'dead' ELSE 'scheduled' END,
-                    finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN ?1 END,
-                    last_error = \(error), run_at = ?1, lease_owner = NULL, lease_until = NULL, updated_at = ?1
-                WHERE state = 'running' AND \(condition)
-                RETURNING id
-                """, values) { $0.int64(0) }
+            return try db.query(Self.recoverSQL(condition: condition, error: error), values) { $0.int64(0) }
         }
     }
+
+    /// The recovery of running tasks matching `condition` (?1 is now; `error` an SQL expression).
+    static func recoverSQL(condition: String, error: String) -> String {
+        """
+        UPDATE tasks SET
+            state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                         WHEN attempts >= max_attempts THEN 'dead' ELSE 'scheduled' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN ?1 END,
+            last_error = \(error), run_at = ?1, lease_owner = NULL, lease_until = NULL, updated_at = ?1
+        WHERE state = 'running' AND \(condition)
+        RETURNING id
+        """
+    }
+
+    /// Cancels scheduled task ?1 at ?2.
+    static let cancelScheduledSQL = """
+        UPDATE tasks SET state = 'cancelled', finished_at = ?2, updated_at = ?2, last_error = coalesce(last_error, 'cancelled')
+        WHERE id = ?1
+        """
 
     // MARK: Operations
 
@@ -726,10 +748,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 }
                 switch state {
                 case .scheduled:
-                    try db.run("""
-                        UPDATE tasks SET state = 'cancelled', finished_at = ?2, updated_at = ?2, last_error = coalesce(last_error, 'cancelled')
-                        WHERE id = ?1
-                        """, [.integer(id), .integer(now.unixMillis)])
+                    try db.run(Self.cancelScheduledSQL, [.integer(id), .integer(now.unixMillis)])
                     outcomes[id] = .cancelled
                 case .running:
                     try db.run("UPDATE tasks SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",

@@ -11,6 +11,7 @@ struct SchemaCostTests {
         ("insert", SQLiteTaskStore.insertSQL),
         ("insert chunk", SQLiteTaskStore.insertChunkSQL),
         ("success", SQLiteTaskStore.succeededOneSQL),
+        ("success (any task)", SQLiteTaskStore.succeededOneAnySQL),
         ("success returning", SQLiteTaskStore.succeededOneReturningSQL),
         ("retry", SQLiteTaskStore.retryOneSQL),
         ("dead", SQLiteTaskStore.deadOneSQL),
@@ -53,6 +54,43 @@ struct SchemaCostTests {
         // rows RETURNING buffers (that form of the success runs only when the caller lacks the queue and name).
         let left = try statementsOpeningTemporaryTables(db)
         #expect(left == ["insert chunk: 1", "success returning: 1"], "\(left)")
+    }
+
+    /// The trigger programs each statement runs (EXPLAIN lists them).
+    private func triggers(_ db: Connection, _ sql: String) throws -> Set<String> {
+        let statement = try db.prepare("EXPLAIN " + sql)
+        var names: Set<String> = []
+        while try statement.step() {
+            if statement.string(1) == "Init", let comment = statement.optionalString(5), comment.hasPrefix("-- TRIGGER ") {
+                names.insert(String(comment.dropFirst("-- TRIGGER ".count)))
+            }
+        }
+        return names
+    }
+
+    /// Migration 6: a claim and the success of a task outside a batch run no trigger program (the store
+    /// counts them); every other state change of the store runs the count and batch triggers, because it
+    /// names a column they watch. A new state-changing statement that named neither would go uncounted.
+    @Test func onlyTheTwoHotTransitionsRunNoUpdateTrigger() throws {
+        let f = try StoreFixture()
+        let db = try f.connection()
+        #expect(try triggers(db, SQLiteTaskStore.claimSQL(nameCount: nil)).isEmpty)
+        #expect(try triggers(db, SQLiteTaskStore.claimSQL(nameCount: 2)).isEmpty)
+        #expect(try triggers(db, SQLiteTaskStore.succeededOneSQL).isEmpty)
+        let cold: [(String, String)] = [
+            ("success (any task)", SQLiteTaskStore.succeededOneAnySQL),
+            ("success returning", SQLiteTaskStore.succeededOneReturningSQL),
+            ("success chunk", SQLiteTaskStore.succeededSQL(rows: 8).tasks),
+            ("retry", SQLiteTaskStore.retryOneSQL), ("dead", SQLiteTaskStore.deadOneSQL),
+            ("cancelled", SQLiteTaskStore.cancelledOneSQL), ("hand back", SQLiteTaskStore.handBackOneSQL),
+            ("retry by hand", SQLiteTaskStore.retrySQL + " WHERE id = ?2"),
+            ("recover", SQLiteTaskStore.recoverSQL(condition: "lease_until < ?1", error: "'x'")),
+            ("cancel", SQLiteTaskStore.cancelScheduledSQL),
+            ("cancel batch", SQLiteTaskStore.cancelBatchSQL),
+        ]
+        for (name, sql) in cold {
+            #expect(try triggers(db, sql).isSuperset(of: ["tasks_count_update", "tasks_batch_state"]), "\(name)")
+        }
     }
 
     /// Migration 4 rebuilds tasks and attempts (SQLite cannot change a CHECK in place): every row, index and
