@@ -124,11 +124,12 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if groups.contains("backlog") {
             let size = backlog ?? (quick ? 50_000 : 1_000_000)
-            let result = try StoreBench.backlogClaim(directory: directory, backlog: size, work: 20_000 / scale)
+            let result = try StoreBench.backlogClaim(directory: directory, backlog: size, work: 20_000 / scale,
+                                                     rounds: quick ? 1 : 5)
             emit("claim_empty", rate(result.empty))
             emit("claim_backlog", rate(result.loaded))
             emit("backlog_size", "\(size)")
-            emit("backlog_claim_ratio", String(format: "%.2f", result.loaded / result.empty))
+            emit("backlog_claim_ratio", String(format: "%.2f", result.ratio))
             // A scheduler process working through that backlog: its rate and peak RSS.
             let output = try await SchedulerBench.runProcess(SchedulerBench.executablePath(), [
                 "bench", "--rss-child", directory + "/claim-backlog.db", "--rss-work", "\(min(size / 2, 100_000 / scale))",
@@ -188,8 +189,12 @@ enum StoreBench {
         return Double(count) / time
     }
 
-    /// Claim-and-complete rate (64 per claim) from an empty table versus from a `backlog`-task backlog.
-    static func backlogClaim(directory: String, backlog: Int, work: Int) throws -> (empty: Double, loaded: Double) {
+    /// Claim-and-complete rate (64 per claim) from an empty table versus from a `backlog`-task backlog,
+    /// measured in `rounds` alternating rounds (empty, then behind the backlog) of `work` tasks each: the
+    /// medians of each rate, and the median of the ratios taken within a round (a shared machine's speed
+    /// moves between two measurements seconds apart).
+    static func backlogClaim(directory: String, backlog: Int, work: Int, rounds: Int) throws
+        -> (empty: Double, loaded: Double, ratio: Double) {
         func lifecycle(_ store: SQLiteTaskStore, _ count: Int) throws -> Double {
             try seconds {
                 var done = 0
@@ -209,17 +214,23 @@ enum StoreBench {
         }
         let spec = TaskSpec(name: "noop", payload: payload)
         let empty = try freshStore(directory, "claim-empty", .normal)
-        for _ in stride(from: 0, to: work, by: 1_000) { _ = try empty.enqueueSync(Array(repeating: spec, count: 1_000)) }
-        let emptyRate = try lifecycle(empty, work)
+        for _ in stride(from: 0, to: work * rounds, by: 1_000) { _ = try empty.enqueueSync(Array(repeating: spec, count: 1_000)) }
 
         let loaded = try freshStore(directory, "claim-backlog", .normal)
         // The backlog: due tasks, enqueued after the ones we work through (same priority, later run_at).
         let early = TaskSpec(name: "noop", payload: payload, runAt: Date(timeIntervalSinceNow: -3600))
-        for _ in stride(from: 0, to: work, by: 1_000) { _ = try loaded.enqueueSync(Array(repeating: early, count: 1_000)) }
+        for _ in stride(from: 0, to: work * rounds, by: 1_000) { _ = try loaded.enqueueSync(Array(repeating: early, count: 1_000)) }
         let chunk = Array(repeating: spec, count: 10_000)
         for _ in stride(from: 0, to: backlog, by: 10_000) { _ = try loaded.enqueueSync(chunk) }
-        let loadedRate = try lifecycle(loaded, work)
-        return (emptyRate, loadedRate)
+
+        var emptyRates: [Double] = []
+        var loadedRates: [Double] = []
+        for _ in 0..<rounds {
+            emptyRates.append(try lifecycle(empty, work))
+            loadedRates.append(try lifecycle(loaded, work))
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        return (median(emptyRates), median(loadedRates), median(zip(loadedRates, emptyRates).map { $0 / $1 }))
     }
 }
 
