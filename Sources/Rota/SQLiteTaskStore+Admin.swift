@@ -106,7 +106,49 @@ public struct CountMismatch: Sendable, Equatable {
     public var counted: Int, actual: Int
 }
 
+/// A batch's `total` or `finished` that disagrees with its items in the tasks table (see ``SQLiteTaskStore/batchCountMismatches()``).
+public struct BatchCountMismatch: Sendable, Equatable {
+    /// The batch's name.
+    public var batch: String
+    /// `total` or `finished`.
+    public var field: String
+    /// What the batches table says, and what its items say.
+    public var counted: Int, actual: Int
+}
+
 extension SQLiteTaskStore {
+    /// The batches whose `total` or `finished` disagrees with their items (empty when all agree). Scans the
+    /// batch items: for `rota check`. They go wrong only when the file is edited by hand (see
+    /// migrations/0007_store_counts_batch_items.sql); ``recount()`` rebuilds them.
+    public func batchCountMismatches() throws -> [BatchCountMismatch] {
+        try read { db in
+            try db.transaction(.deferred) {
+                try db.query(Self.batchActualSQL + """
+                    SELECT b.name, b.total, b.finished, coalesce(a.total, 0), coalesce(a.finished, 0)
+                    FROM batches b LEFT JOIN actual a ON a.id = b.id
+                    WHERE b.total <> coalesce(a.total, 0) OR b.finished <> coalesce(a.finished, 0) ORDER BY b.name
+                    """) { row -> [BatchCountMismatch] in
+                    var wrong: [BatchCountMismatch] = []
+                    if row.int(1) != row.int(3) {
+                        wrong.append(BatchCountMismatch(batch: row.string(0), field: "total", counted: row.int(1), actual: row.int(3)))
+                    }
+                    if row.int(2) != row.int(4) {
+                        wrong.append(BatchCountMismatch(batch: row.string(0), field: "finished", counted: row.int(2), actual: row.int(4)))
+                    }
+                    return wrong
+                }.flatMap { $0 }
+            }
+        }
+    }
+
+    /// Each batch's items as the tasks table has them: `actual(id, total, finished)`.
+    private static let batchActualSQL = """
+        WITH actual(id, total, finished) AS (
+            SELECT batch_id, count(*), sum(state = 'succeeded' OR state = 'dead' OR state = 'cancelled')
+            FROM tasks WHERE batch_id IS NOT NULL GROUP BY batch_id)
+
+        """
+
     /// The per-(queue, name, state) counts behind `rota stats` that disagree with the tasks table (empty when
     /// all agree). Scans the table: for `rota check`. Counts go wrong only when the file is edited by hand
     /// (see migrations/0003_lean_hot_path.sql); ``recount()`` rebuilds them.
@@ -127,7 +169,8 @@ extension SQLiteTaskStore {
         }
     }
 
-    /// Rebuilds `task_counts` from the tasks table, in one transaction; returns how many rows were wrong.
+    /// Rebuilds `task_counts`, and each batch's `total` and `finished`, from the tasks table, in one
+    /// transaction; returns how many counts were wrong (rows of task_counts, batches).
     @discardableResult
     public func recount() throws -> Int {
         try write { db in
@@ -140,7 +183,13 @@ extension SQLiteTaskStore {
                 """) ?? 0
             try db.run("DELETE FROM task_counts")
             try db.run("INSERT INTO task_counts(queue, name, state, n) SELECT queue, name, state, count(*) FROM tasks GROUP BY 1, 2, 3")
-            return Int(wrong)
+            // Batches: a completion that comes due by the rebuilt figures fires as usual (batches_complete).
+            let batches = try db.run(Self.batchActualSQL + """
+                UPDATE batches SET total = coalesce(a.total, 0), finished = coalesce(a.finished, 0)
+                FROM batches b LEFT JOIN actual a ON a.id = b.id
+                WHERE batches.id = b.id AND (b.total <> coalesce(a.total, 0) OR b.finished <> coalesce(a.finished, 0))
+                """)
+            return Int(wrong) + batches
         }
     }
 }

@@ -101,14 +101,14 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         }
     }
 
-    /// Migrations 3, 5 and 6 hand the counting of claims and successes (3) and of inserted tasks (5) from
-    /// triggers to the store, and make the triggers watch other columns (6): a scheduler of an older binary
-    /// still running on the file would leave changes uncounted (and, after 6, batches unfinished). So they
-    /// are applied only while no worker is live (stopped ones, and ones whose heartbeat is older than the
-    /// liveness window, are fine).
+    /// Migrations 3, 5, 6 and 7 hand the counting of claims and successes (3), of inserted tasks (5) and of
+    /// batch items (7) from triggers to the store, and make the triggers watch other columns (6): a
+    /// scheduler of an older binary still running on the file would leave changes uncounted (and, after 6,
+    /// batches unfinished). So they are applied only while no worker is live (stopped ones, and ones whose
+    /// heartbeat is older than the liveness window, are fine).
     private static func refuseCountingUpgradeUnderLiveWorkers(_ db: Connection, status: Migrator.Status, path: String) throws {
         guard status.appliedVersion >= 1,
-              let step = [3, 5, 6].first(where: { status.appliedVersion < $0 && status.pending.contains($0) }) else { return }
+              let step = [3, 5, 6, 7].first(where: { status.appliedVersion < $0 && status.pending.contains($0) }) else { return }
         let since = Date().unixMillis - WorkerRecord.livenessWindow.milliseconds
         let live = try db.query("SELECT id FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", [.integer(since)]) {
             $0.string(0)
@@ -200,8 +200,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             // Tasks that cannot conflict (no unique key, batch item or schedule fire) go in multi-row INSERTs:
             // one statement's cursors on tasks and its indexes serve many rows. Holding the write lock, the
             // new rowids of one statement are consecutive (largest + 1 each), ending at last_insert_rowid.
-            // The store counts the tasks it inserts (migration 5: no per-row trigger), in this transaction.
+            // The store counts the tasks it inserts (migration 5: no per-row trigger), and the items it adds to
+            // each batch (migration 7), in this transaction.
             var inserted = TransitionCounts()
+            var batchItems: [Int64: Int64] = [:]
             var start = 0
             if specs.count >= Self.insertChunk, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
                 let statement = try db.cached(Self.insertChunkSQL)
@@ -258,6 +260,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 if db.changes == 1 {
                     results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
                     inserted.add(queue: spec.queue, name: spec.name)
+                    if let batch = spec.batchID { batchItems[batch, default: 0] += 1 }
                 } else if let existing = try existingTask(db, for: spec) {
                     results.append(EnqueueResult(id: existing, inserted: false))
                 } else {
@@ -265,6 +268,9 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                 }
             }
             try inserted.record(db, from: nil, to: .scheduled)
+            for (batch, added) in batchItems {
+                try db.run("UPDATE batches SET total = total + ?2 WHERE id = ?1", [.integer(batch), .integer(added)])
+            }
             return results
         }
     }

@@ -9,7 +9,8 @@ struct CheckCommand: AsyncParsableCommand {
         abstract: "Check the database: integrity, schema version, task counts, WAL size.",
         discussion: """
             Runs SQLite's full integrity check (reads the whole file: slow on a big database) through a
-            read-only connection, and compares the task counts behind `rota stats` with the tasks table.
+            read-only connection, and compares the task counts behind `rota stats`, and each batch's
+            total and finished items, with the tasks table.
             Exits 1 when the database is damaged, its counts disagree, or its schema is behind this binary.
             The counts go wrong only if the file is edited by hand; --recount rebuilds them.
 
@@ -23,7 +24,7 @@ struct CheckCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var output: OutputOptions
 
-    @Flag(help: "Rebuild the task counts behind `rota stats` from the tasks table (one short write).")
+    @Flag(help: "Rebuild the task counts behind `rota stats` and the batch totals from the tasks table (one short write).")
     var recount = false
 
     func run() async throws {
@@ -35,9 +36,10 @@ struct CheckCommand: AsyncParsableCommand {
         let integrity = try store.integrityCheck()
         let version = try store.schemaVersion()
         let mismatches = integrity == ["ok"] ? try store.countMismatches() : []
+        let batchMismatches = integrity == ["ok"] ? try store.batchCountMismatches() : []
         let wal = store.walSizeBytes()
         let size = (try? FileManager.default.attributesOfItem(atPath: global.db)[.size] as? NSNumber)?.int64Value ?? 0
-        let ok = integrity == ["ok"] && version.applied == version.known && mismatches.isEmpty
+        let ok = integrity == ["ok"] && version.applied == version.known && mismatches.isEmpty && batchMismatches.isEmpty
         if output.json {
             printJSON(.object([
                 ("ok", .bool(ok)),
@@ -49,6 +51,10 @@ struct CheckCommand: AsyncParsableCommand {
                     .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
                              ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
                 })),
+                ("batch_count_mismatches", .array(batchMismatches.map {
+                    .object([("batch", .string($0.batch)), ("field", .string($0.field)),
+                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+                })),
                 ("file_size_bytes", .int(size)),
                 ("wal_size_bytes", .int(wal)),
             ]))
@@ -58,10 +64,11 @@ struct CheckCommand: AsyncParsableCommand {
                 : terminal.paint("FAILED", code: "31;1") + "\n" + integrity.map { "    " + $0 }.joined(separator: "\n")
             let schema = version.applied == version.known ? "\(version.applied) (current)"
                 : "\(version.applied), this binary knows \(version.known): run rota migrate"
-            let countsText = mismatches.isEmpty ? terminal.paint("ok", code: "32")
-                : terminal.paint("\(mismatches.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
-                    + mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
-                        .joined(separator: "\n")
+            let lines = mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
+                + batchMismatches.map { "    batch \($0.batch) \($0.field): counted \($0.counted), actual \($0.actual)" }
+            let countsText = lines.isEmpty ? terminal.paint("ok", code: "32")
+                : terminal.paint("\(lines.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
+                    + lines.joined(separator: "\n")
             writeLines([
                 "database   \(global.db)",
                 "integrity  \(integrityText)",

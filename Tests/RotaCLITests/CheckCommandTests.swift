@@ -13,6 +13,8 @@ struct CheckCommandTests {
         let version = try #require(report["schema_version"] as? Int)
         #expect(version >= 1)
         #expect(report["known_schema_version"] as? Int == version)
+        #expect((report["count_mismatches"] as? [Any])?.isEmpty == true)
+        #expect((report["batch_count_mismatches"] as? [Any])?.isEmpty == true)
         #expect(report["wal_size_bytes"] is Int)
         #expect((report["file_size_bytes"] as? Int ?? 0) > 0)
         let human = try await db.rota("check")
