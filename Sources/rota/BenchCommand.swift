@@ -125,7 +125,7 @@ struct BenchCommand: AsyncParsableCommand {
         if groups.contains("backlog") {
             let size = backlog ?? (quick ? 50_000 : 1_000_000)
             let result = try StoreBench.backlogClaim(directory: directory, backlog: size, work: 20_000 / scale,
-                                                     rounds: quick ? 1 : 5)
+                                                     rounds: quick ? 3 : 5)
             emit("claim_empty", rate(result.empty))
             emit("claim_backlog", rate(result.loaded))
             emit("backlog_size", "\(size)")
