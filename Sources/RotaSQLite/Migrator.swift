@@ -115,7 +115,9 @@ public enum Migrator {
     /// An up-to-date database is only read (so a read-only connection to it is fine); a read-only
     /// connection to a database with pending migrations is refused with `.needsMigration`.
     /// - Returns: the versions applied by this call.
-    /// - Throws: ``MigrationError`` before anything is written; ``SQLiteError`` from a failing step (rolled back).
+    /// - Throws: ``MigrationError`` for a refusal, before anything is written, or `.foreignKeyViolation` from a
+    ///   step that would leave a dangling reference (that step rolled back); ``SQLiteError`` from a failing
+    ///   step (rolled back). Steps applied before the failing one stay applied.
     @discardableResult
     public static func migrate(_ db: Connection, with migrations: [Migration], now: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> [Int] {
         let migrations = migrations.sorted { $0.version < $1.version }
@@ -131,7 +133,21 @@ public enum Migrator {
         // (and cascade to their children). Each step checks the keys before it commits instead.
         let foreignKeys = try db.scalarInt("PRAGMA foreign_keys") == 1
         if foreignKeys { try db.execute("PRAGMA foreign_keys = OFF") }
-        defer { if foreignKeys { try? db.execute("PRAGMA foreign_keys = ON") } }
+        let done: [Int]
+        do {
+            done = try apply(migrations, to: db, checkingForeignKeys: foreignKeys, now: now)
+        } catch {
+            if foreignKeys { try? db.execute("PRAGMA foreign_keys = ON") } // the step's error is the one to report
+            throw error
+        }
+        // Back on, or the caller would run without the cascades it relies on: a failure here is an error.
+        if foreignKeys { try db.execute("PRAGMA foreign_keys = ON") }
+        return done
+    }
+
+    /// Applies the pending steps of `migrations` (sorted), each in its own transaction.
+    private static func apply(_ migrations: [Migration], to db: Connection, checkingForeignKeys foreignKeys: Bool,
+                              now: Int64) throws -> [Int] {
         var done: [Int] = []
         for migration in migrations {
             let applied: Bool = try db.transaction(.immediate) {
@@ -152,7 +168,7 @@ public enum Migrator {
                     if !broken.isEmpty {
                         throw MigrationError(code: .foreignKeyViolation, message: """
                             migration \(migration.label) would leave \(broken.count) row(s) of \(db.path) pointing at missing \
-                            rows (\(broken.prefix(5).joined(separator: "; "))\(broken.count > 5 ? "; …" : "")). Nothing was changed.
+                            rows (\(broken.prefix(5).joined(separator: "; "))\(broken.count > 5 ? "; …" : "")); that step was rolled back.
                             """)
                     }
                 }

@@ -223,6 +223,7 @@ import Testing
             #expect(caught?.code == .foreignKeyViolation)
             #expect(caught?.message.contains("0003_orphan") == true, "\(String(describing: caught))")
             #expect(caught?.message.contains("kids row 1 -> jobs") == true, "\(String(describing: caught))")
+            #expect(caught?.message.contains("that step was rolled back") == true)
             #expect(try db.scalarInt("SELECT count(*) FROM kids") == 0)
             #expect(try records(db).map(\.version) == [1, 2])
             #expect(try db.scalarInt("PRAGMA foreign_keys") == 1)
