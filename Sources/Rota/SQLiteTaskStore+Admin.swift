@@ -50,12 +50,13 @@ extension SQLiteTaskStore {
         let nowMs = now.unixMillis
         let span: Int64 = 30 * 86_400_000
         let step = max(1, span / Int64(max(1, count)))
-        let start = try read { db in try db.scalarInt("SELECT coalesce(max(id), 0) FROM tasks") ?? 0 }
         var done = 0
         while done < count {
             let n = min(chunk, count - done)
             let first = Int64(done)
             try write { db in
+                // The new rows' ids are above the largest id before the insert (read under the write lock).
+                let base = try db.scalarInt("SELECT coalesce(max(id), 0) FROM tasks") ?? 0
                 try db.run("""
                     WITH RECURSIVE seq(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?2),
                     rows(i, kind, created) AS (SELECT i, i % 100, ?3 - (?4 - i) * ?5 FROM seq)
@@ -83,14 +84,14 @@ extension SQLiteTaskStore {
                     INSERT INTO task_counts(queue, name, state, n)
                     SELECT queue, name, state, count(*) FROM tasks WHERE id > ?1 GROUP BY queue, name, state
                     ON CONFLICT (queue, name, state) DO UPDATE SET n = n + excluded.n
-                    """, [.integer(start + first)])
+                    """, [.integer(base)])
                 try db.run("""
                     INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
                     SELECT id, attempts, 'bench-worker', started_at, finished_at,
                            CASE state WHEN 'succeeded' THEN 'succeeded' ELSE 'failed' END,
                            last_error, CASE state WHEN 'succeeded' THEN '{"ok":true}' END
                     FROM tasks WHERE id > ?1 AND state IN ('succeeded', 'dead')
-                    """, [.integer(start + first)])
+                    """, [.integer(base)])
             }
             done += n
         }

@@ -145,6 +145,16 @@ public enum Migrator {
         return done
     }
 
+    /// How many rows of each table point at a missing row of each parent (`PRAGMA foreign_key_check`),
+    /// keyed `table -> parent`.
+    private static func danglingReferences(_ db: Connection) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for key in try db.query("PRAGMA foreign_key_check", [], { "\($0.string(0)) -> \($0.string(2))" }) {
+            counts[key, default: 0] += 1
+        }
+        return counts
+    }
+
     /// Applies the pending steps of `migrations` (sorted), each in its own transaction.
     private static func apply(_ migrations: [Migration], to db: Connection, checkingForeignKeys foreignKeys: Bool,
                               now: Int64) throws -> [Int] {
@@ -162,13 +172,19 @@ public enum Migrator {
                         applied_at INTEGER NOT NULL
                     )
                     """)
+                // Dangling references already in the file (rows edited by hand with foreign keys off) are the
+                // file's, not the step's: only new ones refuse the step.
+                let before = foreignKeys ? try danglingReferences(db) : [:]
                 try db.execute(migration.sql)
                 if foreignKeys {
-                    let broken = try db.query("PRAGMA foreign_key_check") { "\($0.string(0)) row \($0.int64(1)) -> \($0.string(2))" }
-                    if !broken.isEmpty {
+                    let added = try danglingReferences(db).compactMap { key, count -> String? in
+                        let new = count - before[key, default: 0]
+                        return new > 0 ? "\(key): \(new)" : nil
+                    }.sorted()
+                    if !added.isEmpty {
                         throw MigrationError(code: .foreignKeyViolation, message: """
-                            migration \(migration.label) would leave \(broken.count) row(s) of \(db.path) pointing at missing \
-                            rows (\(broken.prefix(5).joined(separator: "; "))\(broken.count > 5 ? "; …" : "")); that step was rolled back.
+                            migration \(migration.label) would leave rows of \(db.path) pointing at missing rows \
+                            (\(added.joined(separator: "; "))); that step was rolled back.
                             """)
                     }
                 }
