@@ -75,22 +75,23 @@ extension SQLiteTaskStore {
         for (index, completion) in completions.enumerated() {
             guard case .succeeded(let result) = completion.resolution else { continue }
             let finished = completion.finishedAt.unixMillis
+            /// The success statements share their parameters: ?1 task, ?2 attempt, ?3 worker, ?4 finished.
+            func boundSuccess(_ sql: String) throws -> Statement {
+                let statement = try db.cached(sql)
+                try statement.bind(completion.taskID, at: 1)
+                try statement.bind(Int64(completion.attempt), at: 2)
+                try statement.bind(completion.worker, at: 3)
+                try statement.bind(finished, at: 4)
+                return statement
+            }
             // With the queue and name known, no RETURNING (it buffers rows in a temporary table per run).
-            let succeed = try db.cached(completion.queueAndName == nil ? Self.succeededOneReturningSQL : Self.succeededOneSQL)
-            try succeed.bind(completion.taskID, at: 1)
-            try succeed.bind(Int64(completion.attempt), at: 2)
-            try succeed.bind(completion.worker, at: 3)
-            try succeed.bind(finished, at: 4)
+            let succeed = try boundSuccess(completion.queueAndName == nil ? Self.succeededOneReturningSQL : Self.succeededOneSQL)
             defer { succeed.reset() }
             if let known = completion.queueAndName {
                 while try succeed.step() {}
                 if db.changes != 1 {
                     // A batch item (its trigger must run), or the lease was lost.
-                    let any = try db.cached(Self.succeededOneAnySQL)
-                    try any.bind(completion.taskID, at: 1)
-                    try any.bind(Int64(completion.attempt), at: 2)
-                    try any.bind(completion.worker, at: 3)
-                    try any.bind(finished, at: 4)
+                    let any = try boundSuccess(Self.succeededOneAnySQL)
                     defer { any.reset() }
                     while try any.step() {}
                     guard db.changes == 1 else { continue }

@@ -977,7 +977,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         var oldest: Int64?
         for queue in queues {
             var atMost = Int64.max
-            while let (priority, runAt) = try db.queryFirst(Self.firstDueBelowPrioritySQL, [.text(queue), .integer(atMost)], {
+            while let (priority, runAt) = try db.queryFirst(Self.firstDueAtMostPrioritySQL, [.text(queue), .integer(atMost)], {
                 ($0.int64(0), $0.int64(1))
             }) {
                 oldest = min(oldest ?? runAt, runAt)
@@ -989,7 +989,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     /// The first scheduled task of queue ?1 with a priority of at most ?2 (its priority's earliest run_at).
-    static let firstDueBelowPrioritySQL = """
+    static let firstDueAtMostPrioritySQL = """
         SELECT priority, run_at FROM tasks INDEXED BY tasks_due
         WHERE state = 'scheduled' AND queue = ?1 AND priority <= ?2 ORDER BY priority DESC, run_at LIMIT 1
         """
@@ -1061,9 +1061,7 @@ struct TransitionCounts {
         if counts.isEmpty { return }
         let upsert = try db.cached(Self.upsertSQL)
         for index in counts.indices {
-            var deltas = [(to, counts[index])]
-            if let from { deltas.insert((from, -counts[index]), at: 0) }
-            for (state, delta) in deltas {
+            func add(_ delta: Int, to state: TaskState) throws {
                 upsert.reset()
                 try upsert.bind(queues[index], at: 1)
                 try upsert.bind(names[index], at: 2)
@@ -1071,6 +1069,8 @@ struct TransitionCounts {
                 try upsert.bind(Int64(delta), at: 4)
                 try upsert.execute()
             }
+            if let from { try add(-counts[index], to: from) }
+            try add(counts[index], to: to)
         }
     }
 }

@@ -198,8 +198,18 @@ struct TaskCountsTests {
         #expect(try plan("SELECT id FROM tasks WHERE state = 'running' AND lease_until < 5").contains("tasks_running"))
         #expect(try plan("SELECT id FROM tasks WHERE state = 'dead' ORDER BY id DESC").contains("tasks_dead"))
         #expect(try plan("SELECT id FROM tasks WHERE state = 'cancelled' AND queue = 'q'").contains("tasks_cancelled"))
-        let oldest = try plan(SQLiteTaskStore.firstDueBelowPrioritySQL)
+        let oldest = try plan(SQLiteTaskStore.firstDueAtMostPrioritySQL)
         #expect(oldest.contains("tasks_due") && !oldest.contains("TEMP B-TREE"), "\(oldest)")
+    }
+
+    /// A database at `path` migrated through step `version`, with `sql` run on it and the worker row of a
+    /// scheduler that heartbeated just now (an older rota, still running).
+    private static func databaseWithLiveOldScheduler(at path: String, migratedThrough version: Int, _ sql: String = "") throws {
+        let db = try Connection(path: path, options: .init(quickCheck: false))
+        try db.enableWAL()
+        _ = try Migrator.migrate(db, with: SQLiteTaskStore.migrations.filter { $0.version <= version })
+        let now = Date().unixMillis
+        try db.execute(sql + "INSERT INTO workers(id, host, pid, started_at, heartbeat_at) VALUES ('old', 'h', 1, \(now), \(now));")
     }
 
     /// Migration 3 moves the counting of claims and successes into the store: an older scheduler still
@@ -207,16 +217,9 @@ struct TaskCountsTests {
     @Test func migration3IsRefusedWhileAnOlderSchedulerIsLiveAndCountsStayRight() async throws {
         let dir = try StoreTempDir()
         let path = dir.path()
-        do {
-            let db = try Connection(path: path, options: .init(quickCheck: false))
-            try db.enableWAL()
-            _ = try Migrator.migrate(db, with: SQLiteTaskStore.migrations.filter { $0.version <= 2 })
-            let now = Date().unixMillis
-            try db.execute("""
-                INSERT INTO tasks(name, payload, run_at, created_at, updated_at) VALUES ('a', '{}', 1, 1, 1), ('a', '{}', 1, 1, 1);
-                INSERT INTO workers(id, host, pid, started_at, heartbeat_at) VALUES ('old', 'h', 1, \(now), \(now));
-                """)
-        }
+        try Self.databaseWithLiveOldScheduler(at: path, migratedThrough: 2, """
+            INSERT INTO tasks(name, payload, run_at, created_at, updated_at) VALUES ('a', '{}', 1, 1, 1), ('a', '{}', 1, 1, 1);
+            """)
         let error = await rotaError { _ = try SQLiteTaskStore(path: path) }
         #expect(error?.message.contains("stop them, then run `rota migrate`") == true, "\(String(describing: error))")
         #expect(try Connection(path: path, options: .init(mode: .readOnly, quickCheck: false))
@@ -235,13 +238,7 @@ struct TaskCountsTests {
     @Test func migration5IsRefusedWhileAnOlderSchedulerIsLive() async throws {
         let dir = try StoreTempDir()
         let path = dir.path()
-        do {
-            let db = try Connection(path: path, options: .init(quickCheck: false))
-            try db.enableWAL()
-            _ = try Migrator.migrate(db, with: SQLiteTaskStore.migrations.filter { $0.version <= 4 })
-            let now = Date().unixMillis
-            try db.execute("INSERT INTO workers(id, host, pid, started_at, heartbeat_at) VALUES ('old', 'h', 1, \(now), \(now))")
-        }
+        try Self.databaseWithLiveOldScheduler(at: path, migratedThrough: 4)
         let error = await rotaError { _ = try SQLiteTaskStore(path: path) }
         #expect(error?.message.contains("needs migration 5") == true, "\(String(describing: error))")
         try Connection(path: path, options: .init(quickCheck: false)).execute("UPDATE workers SET stopped_at = heartbeat_at")
