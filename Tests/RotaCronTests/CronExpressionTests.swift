@@ -252,7 +252,7 @@ import Testing
             if matches(minute) { expected.append(minute) }
             minute = minute.addingTimeInterval(60)
         }
-        let differ = zip(result, expected).firstIndex { $0 != $1 }
+        let differ = expected.indices.first { result[$0] != expected[$0] }
         #expect(differ == nil, "fire \(differ ?? 0): \(iso(result[differ ?? 0])), expected \(iso(expected[differ ?? 0]))")
     }
 }
