@@ -67,6 +67,12 @@ final class Engine: @unchecked Sendable {
     private var wakeRequested = false
     private var shutdownDeadline: ContinuousClock.Instant?
     private var finished = false
+    /// The slots of each queue served (``serve(queue:concurrency:)`` changes them while it runs), the
+    /// names of those with slots, sorted, and whether the worker row has yet to show a change.
+    private var queueSlots: [String: Int]
+    private var queueNames: [String]
+    private var queuesChanged = false
+    private var claimTurn = 0
 
     // Loop-thread state.
     private struct LoopStats {
@@ -77,7 +83,6 @@ final class Engine: @unchecked Sendable {
     private let namesByExecutor: [ExecutorKind: [String]]
     private let loopExecutor = LoopExecutor()
     private var checkpointer: BackgroundCheckpointer?
-    private let queueNames: [String]
 
     init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
         self.settings = settings
@@ -91,7 +96,12 @@ final class Engine: @unchecked Sendable {
         var names: [ExecutorKind: [String]] = [:]
         for entry in handlers.values { names[entry.executor, default: []].append(entry.name) }
         self.namesByExecutor = names.mapValues { $0.sorted() }
-        self.queueNames = settings.queues.keys.sorted()
+        self.queueSlots = settings.queues
+        self.queueNames = Self.served(settings.queues)
+    }
+
+    private static func served(_ slots: [String: Int]) -> [String] {
+        slots.filter { $0.value > 0 }.keys.sorted()
     }
 
     // MARK: Control (any thread)
@@ -125,6 +135,42 @@ final class Engine: @unchecked Sendable {
         wakeRequested = true
         lock.signal()
         lock.unlock()
+    }
+
+    /// Sets the slots of `queue`, adding it if it is new; 0 stops claiming from it (attempts in flight
+    /// finish). The loop claims with them from its next turn and updates the worker row.
+    func serve(queue: String, concurrency: Int) {
+        lock.lock()
+        queueSlots[queue] = concurrency
+        queueNames = Self.served(queueSlots)
+        queuesChanged = true
+        wakeRequested = true
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// The queues served now and their slots.
+    var servedQueues: [String: Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return queueSlots.filter { $0.value > 0 }
+    }
+
+    /// The names of the queues served now (for the loop thread's store queries).
+    private func currentQueueNames() -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return queueNames
+    }
+
+    /// The worker row for the queues served now.
+    private func workerRecord(now: Date) -> WorkerRecord {
+        lock.lock()
+        let names = queueNames
+        let slots = queueSlots.values.reduce(0) { $0 + max($1, 0) }
+        lock.unlock()
+        return WorkerRecord(id: settings.workerID, host: settings.host, pid: settings.pid, queues: names,
+                            taskNames: allNames, concurrency: slots, startedAt: now, heartbeatAt: now)
     }
 
     /// The number of attempts in flight (for tests and stats).
@@ -228,6 +274,8 @@ final class Engine: @unchecked Sendable {
             }
             let woke = wakeRequested
             wakeRequested = false
+            let queuesChangedNow = queuesChanged
+            queuesChanged = false
             var batch = carried
             carried = []
             let inBackoff = retryAt.map { now < $0 } ?? false
@@ -305,6 +353,23 @@ final class Engine: @unchecked Sendable {
             if retryAt.map({ clock.now < $0 }) ?? false {
                 carried = pending + carried
                 continue
+            }
+
+            // A queue added or changed: the worker row shows it (`rota workers`).
+            if queuesChangedNow {
+                flushPending()
+                do {
+                    let record = workerRecord(now: Date())
+                    try blocking { [store] in try await store.registerWorker(record) }
+                    logger.notice("serving queues", metadata: ["queues": "\(record.queues)"])
+                } catch {
+                    lock.lock()
+                    queuesChanged = true
+                    lock.unlock()
+                    storeFailed(error, "recording the queues served")
+                    continue
+                }
+                mayHaveMore = true
             }
 
             // Heartbeat: extends leases and picks up cancel requests.
@@ -397,7 +462,8 @@ final class Engine: @unchecked Sendable {
             nextPoll = now.advanced(by: settings.pollInterval)
             if !filled {
                 nextDue = nil
-                if let next = try? blocking({ [store, queueNames, allNames] in
+                let queueNames = currentQueueNames()
+                if let next = try? blocking({ [store, allNames] in
                     try await store.nextRunAt(queues: queueNames, names: allNames)
                 }) {
                     // A task that came due between the claim and this query is claimed on the next turn.
@@ -410,7 +476,7 @@ final class Engine: @unchecked Sendable {
                     let idle = running.isEmpty && completions.isEmpty
                     lock.unlock()
                     if idle, carried.isEmpty,
-                       let left = try? blocking({ [store, queueNames, allNames] in
+                       let left = try? blocking({ [store, allNames] in
                            try await store.countUnfinished(queues: queueNames, names: allNames)
                        }), left == 0 {
                         logger.debug("nothing left to run; stopping (--until-empty)")
@@ -428,28 +494,47 @@ final class Engine: @unchecked Sendable {
         claimRequestsLocked().reduce(0) { $0 + $1.limit }
     }
 
-    /// One request per (queue, executor) with handlers, sized to the free slots of both.
+    /// One request per (queue, executor) with handlers, sized to the free slots of both; each claim
+    /// turn starts from the next queue.
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
-        return claimRequestsLocked()
+        claimTurn &+= 1
+        return claimRequestsLocked(startingAt: claimTurn)
     }
 
-    private func claimRequestsLocked() -> [ClaimRequest] {
+    /// The requests of a turn (lock held). The thread pool's and the process pool's free slots are shared
+    /// out evenly among the queues that want them (a queue that wants fewer leaves the rest to the
+    /// queues after it): one queue's request never takes a whole pool while another queue waits, which
+    /// a claim that comes back short would otherwise leave idle for the turn. `startingAt` rotates
+    /// which queue comes first, and so which gets the odd slot.
+    private func claimRequestsLocked(startingAt turn: Int = 0) -> [ClaimRequest] {
+        let count = queueNames.count
+        guard count > 0 else { return [] }
+        let first = turn % count
+        let order = Array(queueNames[first...] + queueNames[..<first])
+        var remaining = order.map { min(queueSlots[$0, default: 0] - busyByQueue[$0, default: 0], settings.maxClaimBatch) }
         var requests: [ClaimRequest] = []
-        var executorFree: [ExecutorKind: Int] = [
-            .threadPool: settings.threadPoolSize - busyByExecutor[.threadPool, default: 0],
-            .process: settings.maxProcesses - busyByExecutor[.process, default: 0],
+        let pools: [(ExecutorKind, Int)] = [
+            (.process, settings.maxProcesses - busyByExecutor[.process, default: 0]),
+            (.threadPool, settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]),
         ]
-        for queue in queueNames {
-            var remaining = min(settings.queues[queue, default: 0] - busyByQueue[queue, default: 0], settings.maxClaimBatch)
-            for executor in [ExecutorKind.process, .threadPool, .async] {
-                guard remaining > 0, let names = namesByExecutor[executor] else { continue }
-                let limit = executor == .async ? remaining : min(remaining, executorFree[executor, default: 0])
-                guard limit > 0 else { continue }
-                requests.append(ClaimRequest(queue: queue, names: names, limit: limit))
-                remaining -= limit
-                if executor != .async { executorFree[executor, default: 0] -= limit }
+        for (executor, free) in pools {
+            guard let names = namesByExecutor[executor] else { continue }
+            var free = free
+            var wanting = remaining.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+            for index in order.indices where remaining[index] > 0 && free > 0 {
+                let share = (free + wanting - 1) / wanting
+                wanting -= 1
+                let limit = min(remaining[index], share)
+                requests.append(ClaimRequest(queue: order[index], names: names, limit: limit))
+                remaining[index] -= limit
+                free -= limit
+            }
+        }
+        if let names = namesByExecutor[.async] {
+            for index in order.indices where remaining[index] > 0 {
+                requests.append(ClaimRequest(queue: order[index], names: names, limit: remaining[index]))
             }
         }
         return requests
@@ -706,10 +791,7 @@ final class Engine: @unchecked Sendable {
         var backoff = Duration.milliseconds(10)
         while true {
             do {
-                let now = Date()
-                let record = WorkerRecord(
-                    id: settings.workerID, host: settings.host, pid: settings.pid, queues: queueNames,
-                    taskNames: allNames, concurrency: settings.queues.values.reduce(0, +), startedAt: now, heartbeatAt: now)
+                let record = workerRecord(now: Date())
                 try blocking { [store] in try await store.registerWorker(record) }
                 let workers = try blocking { [store] in try await store.workers() }
                 let dead = workers.filter {

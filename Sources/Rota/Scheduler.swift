@@ -116,7 +116,7 @@ public actor Scheduler: Service {
     nonisolated let logger: Logger
     nonisolated let pools: Pools
     private nonisolated let registry = Mutex<[String: HandlerEntry]>([:])
-    private nonisolated let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?)>((nil, nil))
+    private nonisolated let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?, queues: [String: Int])>((nil, nil, [:]))
     private nonisolated let started = Atomic<Bool>(false)
 
     /// Creates a scheduler over `store`. Register handlers, then call ``run()``.
@@ -326,6 +326,36 @@ public actor Scheduler: Service {
     /// Attempts in flight in this scheduler right now.
     public nonisolated var runningCount: Int { engineBox.withLock { $0.engine }?.runningCount ?? 0 }
 
+    /// Serves `queue` with `concurrency` slots from now on: adds a queue, or changes the slots of one it
+    /// serves; 0 stops claiming from it (attempts in flight finish). Before ``run()`` it changes what
+    /// ``Configuration/queues`` said; while it runs, the next claim uses it and the worker row
+    /// (`rota workers`) shows it. The thread pool and the process pool keep their sizes.
+    ///
+    /// ```swift
+    /// try scheduler.serve(queue: "reports", concurrency: 4)   // e.g. when a reloaded schedule names it
+    /// ```
+    /// - Throws: ``RotaError`` `.invalidInput` for an empty queue name or a negative concurrency.
+    public nonisolated func serve(queue: String, concurrency: Int) throws {
+        if queue.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw RotaError(.invalidInput, field: "queue", "a queue name must not be empty")
+        }
+        if concurrency < 0 {
+            throw RotaError(.invalidInput, field: "concurrency", "the concurrency of queue \(queue) must be 0 or more, got \(concurrency)")
+        }
+        let engine = engineBox.withLock { box -> Engine? in
+            if box.engine == nil { box.queues[queue] = concurrency }
+            return box.engine
+        }
+        engine?.serve(queue: queue, concurrency: concurrency)
+    }
+
+    /// The queues this scheduler serves now and the slots of each (those with 1 or more).
+    public nonisolated var servedQueues: [String: Int] {
+        let (engine, changes) = engineBox.withLock { ($0.engine, $0.queues) }
+        if let engine { return engine.servedQueues }
+        return configuration.queues.merging(changes) { $1 }.filter { $0.value > 0 }
+    }
+
     // MARK: Run and stop
 
     /// Runs until shut down: by ``shutdown(grace:)``, a graceful shutdown of its `ServiceGroup`, the
@@ -342,7 +372,8 @@ public actor Scheduler: Service {
         if handlers.isEmpty {
             throw RotaError(.invalidInput, field: "handlers", "register at least one handler before running the scheduler")
         }
-        let queues = configuration.queues.filter { $0.value > 0 }
+        let changes = engineBox.withLock { $0.queues }
+        let queues = configuration.queues.merging(changes) { $1 }.filter { $0.value > 0 }
         if queues.isEmpty {
             throw RotaError(.invalidInput, field: "queues", "serve at least one queue with a concurrency of 1 or more")
         }
@@ -357,9 +388,13 @@ public actor Scheduler: Service {
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),
             untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff)
         let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger)
-        let pending = engineBox.withLock { box -> Duration? in
+        let (pending, latest) = engineBox.withLock { box -> (Duration?, [String: Int]) in
             box.engine = engine
-            return box.pendingGrace
+            return (box.pendingGrace, box.queues)
+        }
+        // A serve(queue:concurrency:) between the snapshot above and now.
+        for (queue, concurrency) in latest where changes[queue] != concurrency {
+            engine.serve(queue: queue, concurrency: concurrency)
         }
         if let pending { engine.requestShutdown(grace: pending) }
         let grace = configuration.shutdownGrace

@@ -97,8 +97,15 @@ struct RunCommand: AsyncParsableCommand {
             // The first signal drains with the configured grace; the next one ends the grace at once.
             scheduler.shutdown(grace: count == 1 ? nil : .zero)
         }
-        // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules.
-        let hangup = cron.map { service in SignalHandler(signals: [SIGHUP]) { _ in _ = try? service.reload() } }
+        // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules. Without
+        // --queue, a queue that a reloaded schedule enqueues into is served from then on.
+        let servesScheduleQueues = queues.isEmpty
+        let hangup = cron.map { service in
+            SignalHandler(signals: [SIGHUP]) { [concurrency] _ in
+                guard case .synced? = try? service.reload(), servesScheduleQueues else { return }
+                serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await scheduler.run() }
             if let cron { group.addTask { try await cron.run() } }
@@ -125,6 +132,20 @@ func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> Sch
         ])
     }
     return service
+}
+
+/// Serves, with `concurrency` slots each, the queues of active schedules that `scheduler` does not serve yet.
+func serveNewScheduleQueues(store: SQLiteTaskStore, scheduler: Scheduler, concurrency: Int) {
+    let logger = Logger(label: "rota.schedules")
+    do {
+        let served = scheduler.servedQueues
+        for queue in Set(try store.schedules().filter(\.active).map(\.spec.queue)).sorted() where served[queue] == nil {
+            try scheduler.serve(queue: queue, concurrency: concurrency)
+            logger.notice("serving a queue a reloaded schedule uses", metadata: ["queue": "\(queue)", "concurrency": "\(concurrency)"])
+        }
+    } catch {
+        logger.error("the queues of the reloaded schedules are not served", metadata: ["error": "\(error)"])
+    }
 }
 
 /// Counts SIGTERM/SIGINT deliveries and calls `handler` with the count (1 for the first signal).

@@ -355,10 +355,16 @@ private func faultCount(_ path: String, _ sql: String) throws -> Int { Int(try f
             let before = try fires("tick")
             #expect(try waitFor { try fires("tick") >= before + 2 })
             #expect(try fires("tock") == 0)
-            // A good reload adds the new schedule.
-            try "* * * * * *  tock  exec true\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
+            // A good reload adds the new schedule, and the scheduler serves the new queue it enqueues into
+            // (without --queue, `rota run` serves default and every queue its schedules use).
+            #expect(try faultCount(db, "SELECT count(*) FROM workers WHERE stopped_at IS NULL AND queues LIKE '%reports%'") == 0)
+            try "QUEUE=reports\n* * * * * *  tock  exec true\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
             kill(runner.processIdentifier, SIGHUP)
             #expect(try waitFor { try fires("tock") >= 1 })
+            #expect(try waitFor {
+                try faultCount(db, "SELECT count(*) FROM tasks WHERE schedule = 'tock' AND queue = 'reports' AND state = 'succeeded'") >= 1
+            })
+            #expect(try faultCount(db, "SELECT count(*) FROM workers WHERE stopped_at IS NULL AND queues LIKE '%reports%'") == 1)
             #expect(runner.isRunning)
         }
     }

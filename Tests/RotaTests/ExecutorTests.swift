@@ -22,6 +22,34 @@ struct ExecutorTests {
         #expect(gauge.peak == 2)
     }
 
+    /// Two queues share the thread pool: a backlog in one must not take every thread while the other has
+    /// due work (before, the first queue's request took the whole pool on every turn).
+    @Test func queuesShareThePoolsSlots() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["a": 4, "b": 4], threads: 2),
+                                  logger: testLogger)
+        let release = DispatchSemaphore(value: 0)
+        let held = ConcurrencyGauge()
+        let marked = Event()
+        try scheduler.registerBlocking("hold", queue: "a") { (_: Empty, _) in
+            held.enter()
+            defer { held.leave() }
+            release.wait()
+            return Empty()
+        }
+        try scheduler.registerBlocking("mark", queue: "b") { (_: Empty, _) in
+            marked.fulfill()
+            return Empty()
+        }
+        for _ in 0..<4 { try await scheduler.enqueue("hold") }
+        try await scheduler.enqueue("mark")
+        let running = RunningScheduler(scheduler)
+        try await within(.seconds(60), "queue b's task while queue a has a backlog") { await marked.wait() }
+        #expect(held.peak <= 1)  // queue a had one of the two threads, not both
+        for _ in 0..<4 { release.signal() }
+        try await running.stop()
+    }
+
     @Test func blockingHandlersDoNotDelayAsyncOnes() async throws {
         let db = try TempDatabase()
         // More blocked threads than this machine has cores: on the cooperative pool they would starve it.

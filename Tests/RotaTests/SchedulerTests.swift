@@ -23,6 +23,64 @@ struct SchedulerTests {
         #expect(attempts.map(\.outcome) == [.succeeded])
     }
 
+    /// A queue added while the scheduler runs is claimed from its next turn and shows in the worker row;
+    /// a concurrency of 0 stops claiming from a queue.
+    @Test func aQueueServedWhileRunningIsClaimedFromAndZeroStopsClaiming() async throws {
+        let db = try TempDatabase()
+        var configuration = testConfiguration()
+        configuration.pollInterval = .seconds(3600)
+        configuration.queues = ["default": 2]
+        let store = try db.store()
+        let scheduler = Scheduler(store: store, configuration: configuration, logger: testLogger)
+        let ran = Event()
+        try scheduler.register("ping") { (_: Empty, _) in ran.fulfill(); return Empty() }
+        #expect(throws: RotaError.self) { try scheduler.serve(queue: " ", concurrency: 1) }
+        #expect(throws: RotaError.self) { try scheduler.serve(queue: "late", concurrency: -1) }
+        let id = try await scheduler.enqueue(TaskSpec(name: "ping", queue: "late")).id
+        let running = RunningScheduler(scheduler)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await store.task(id)?.state == .scheduled)  // not a queue it serves
+        #expect(scheduler.servedQueues == ["default": 2])
+        try scheduler.serve(queue: "late", concurrency: 3)
+        try await within(.seconds(600), "the handler") { await ran.wait() }
+        #expect(scheduler.servedQueues == ["default": 2, "late": 3])
+        let worker = try await within(.seconds(600), "the worker row") {
+            while true {
+                if let row = try await store.workers().first(where: { $0.id == scheduler.workerID }), row.queues.contains("late") {
+                    return row
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(worker.queues == ["default", "late"])
+        #expect(worker.concurrency == 5)
+
+        // 0 stops claiming from a queue: a due task there stays scheduled, one in default still runs.
+        try scheduler.serve(queue: "late", concurrency: 0)
+        #expect(scheduler.servedQueues == ["default": 2])
+        let parked = try await scheduler.enqueue(TaskSpec(name: "ping", queue: "late")).id
+        let served = try await scheduler.enqueue(TaskSpec(name: "ping")).id
+        try await within(.seconds(600), "the default task") {
+            while try await store.task(served)?.state != .succeeded { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(try await store.task(parked)?.state == .scheduled)
+        try await running.stop()
+    }
+
+    @Test func aQueueServedBeforeRunIsServedFromTheStart() async throws {
+        let db = try TempDatabase()
+        var configuration = testConfiguration(untilEmpty: true)
+        configuration.queues = ["default": 1]
+        let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        try scheduler.register("ping") { (_: Empty, _) in Empty() }
+        try scheduler.serve(queue: "other", concurrency: 2)
+        try scheduler.serve(queue: "default", concurrency: 0)
+        #expect(scheduler.servedQueues == ["other": 2])
+        let id = try await scheduler.enqueue(TaskSpec(name: "ping", queue: "other")).id
+        try await runUntilEmpty(scheduler)
+        #expect(try await scheduler.task(id)?.state == .succeeded)
+    }
+
     @Test func anInProcessEnqueueWakesAnIdleSchedulerAtOnce() async throws {
         let db = try TempDatabase()
         var configuration = testConfiguration()
