@@ -36,7 +36,66 @@ extension WorkerRecord {
     public func handles(_ name: String) -> Bool { taskNames.contains(name) || taskNames.contains("*") }
 }
 
+/// Scheduled tasks of one queue and name that no live worker can run.
+public struct UnhandledTasks: Sendable, Equatable {
+    /// Their queue.
+    public var queue: String
+    /// Their task name.
+    public var name: String
+    /// How many are scheduled (in the batch asked about, or in all).
+    public var scheduled: Int
+    /// True when some live worker handles the name but none serves the queue: the queue is what is missing.
+    public var nameHandledElsewhere: Bool
+
+    /// Creates a group.
+    public init(queue: String, name: String, scheduled: Int, nameHandledElsewhere: Bool) {
+        self.queue = queue; self.name = name; self.scheduled = scheduled; self.nameHandledElsewhere = nameHandledElsewhere
+    }
+}
+
 extension SQLiteTaskStore {
+    /// The scheduled tasks that no live worker can run, per queue and name: no live worker both serves
+    /// the queue and handles the name. They wait until one starts (or is told to serve the queue).
+    ///
+    /// The groups come from the maintained counts (a few rows whatever the table's size); with `batch`,
+    /// only the groups with scheduled items of that batch, counted in it (a scan of those items: it runs
+    /// only for a group no live worker can run).
+    /// - Parameters:
+    ///   - now: the instant liveness is judged at (``WorkerRecord/livenessWindow``).
+    ///   - batch: a batch id, or nil for every task.
+    public func unhandledTasks(now: Date = Date(), batch: Int64? = nil) throws -> [UnhandledTasks] {
+        try read { db in
+            try db.transaction(.deferred) {
+                let groups = try db.query("""
+                    SELECT queue, name, sum(n) FROM task_counts WHERE state = 'scheduled'
+                    GROUP BY queue, name HAVING sum(n) > 0 ORDER BY queue, name
+                    """, [], { ($0.string(0), $0.string(1), $0.int(2)) })
+                if groups.isEmpty { return [] }
+                let live = try db.query("""
+                    SELECT queues, task_names FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?
+                    """, [.integer(now.unixMillis - WorkerRecord.livenessWindow.milliseconds)]) {
+                    (queues: Self.decodeArray($0.string(0)), names: Self.decodeArray($0.string(1)))
+                }
+                func handles(_ names: [String], _ name: String) -> Bool { names.contains(name) || names.contains("*") }
+                var unhandled: [UnhandledTasks] = []
+                for (queue, name, count) in groups
+                where !live.contains(where: { $0.queues.contains(queue) && handles($0.names, name) }) {
+                    var scheduled = count
+                    if let batch {
+                        scheduled = try db.scalarInt("""
+                            SELECT count(*) FROM tasks
+                            WHERE batch_id = ?1 AND state = 'scheduled' AND queue = ?2 AND name = ?3
+                            """, [.integer(batch), .text(queue), .text(name)]).map { Int($0) } ?? 0
+                        if scheduled == 0 { continue }
+                    }
+                    unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: scheduled,
+                                                    nameHandledElsewhere: live.contains { handles($0.names, name) }))
+                }
+                return unhandled
+            }
+        }
+    }
+
     /// Fills the database with `count` synthetic tasks, for benchmarks and tests of the admin tools.
     ///
     /// Tasks are spread over the 30 days before `now`, five queues (`q0`…`q4`) and twenty names

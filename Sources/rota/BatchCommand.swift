@@ -94,6 +94,9 @@ struct BatchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a batch's progress: counts per state, rate and ETA.",
             discussion: """
+                Warns when scheduled items wait for a worker: no live worker handles their
+                name, or none that handles it serves their queue.
+
                 Examples:
                   rota batch status resize-2026-11
                   rota batch status resize-2026-11 --watch     # a live progress bar until it completes
@@ -108,18 +111,18 @@ struct BatchCommand: AsyncParsableCommand {
         func run() async throws {
             let store = try global.openStore(.readOnly)
             let tty = isatty(STDOUT_FILENO) == 1
-            var first = true
+            var printedLines = 0
             while true {
                 let status = try store.batchStatus(name)
+                let waiting = (status.states[.scheduled] ?? 0) > 0 ? try store.unhandledTasks(batch: status.batch.id) : []
                 if json {
-                    print(BatchFormat.json(status))
-                } else if watch && tty {
-                    if !first { print("\u{1B}[4F\u{1B}[J", terminator: "") }
-                    print(BatchFormat.human(status, tty: tty))
+                    print(BatchFormat.json(status, unhandled: waiting))
                 } else {
-                    print(BatchFormat.human(status, tty: tty))
+                    let text = BatchFormat.human(status, unhandled: waiting, tty: tty)
+                    if watch && tty && printedLines > 0 { print("\u{1B}[\(printedLines)F\u{1B}[J", terminator: "") }
+                    print(text)
+                    printedLines = text.split(separator: "\n", omittingEmptySubsequences: false).count
                 }
-                first = false
                 fflush(nil)  // piped output shows each refresh as it happens
                 if !watch || status.batch.completedAt != nil { break }
                 try await Task.sleep(for: .seconds(1))
@@ -317,8 +320,12 @@ enum BatchFormat {
         return object
     }
 
-    static func json(_ status: BatchStatus) -> String {
+    static func json(_ status: BatchStatus, unhandled: [UnhandledTasks] = []) -> String {
         var object = fields(status.batch)
+        object["unhandled"] = unhandled.map {
+            ["queue": $0.queue, "name": $0.name, "scheduled": $0.scheduled,
+             "reason": $0.nameHandledElsewhere ? "no_worker_serves_queue" : "no_worker_handles_name"] as [String: Any]
+        }
         object["states"] = Dictionary(uniqueKeysWithValues: status.states.map { ($0.key.rawValue, $0.value) })
         object["rate_per_second"] = status.rate ?? NSNull()
         object["eta_seconds"] = status.eta ?? NSNull()
@@ -330,7 +337,7 @@ enum BatchFormat {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func human(_ status: BatchStatus, tty: Bool) -> String {
+    static func human(_ status: BatchStatus, unhandled: [UnhandledTasks] = [], tty: Bool) -> String {
         let batch = status.batch
         let fraction = batch.total == 0 ? 0 : Double(batch.finished) / Double(batch.total)
         let width = 30
@@ -340,12 +347,19 @@ enum BatchFormat {
         let states = TaskState.allCases.map { "\($0.rawValue) \(status.states[$0] ?? 0)" }.joined(separator: "  ")
         let rate = status.rate.map { String(format: "%.1f/s", $0) } ?? "-"
         let eta = status.eta.map { formatSeconds($0) } ?? "-"
-        return """
+        var text = """
             batch \(batch.name) (\(phase), queue \(batch.queue))
               [\(bar)] \(String(format: "%3.0f", fraction * 100))%  \(batch.finished)/\(batch.total)
               \(states)
               rate \(rate)  eta \(eta)
             """
+        let warning = tty ? Terminal.current.paint("warning:", code: "33") : "warning:"
+        for group in unhandled {
+            text += "\n" + warning + " " + (group.nameHandledElsewhere
+                ? unservedWarning(group)
+                : "no live worker handles \(group.name) (\(group.scheduled) scheduled in queue \(group.queue))")
+        }
+        return text
     }
 
     static func formatSeconds(_ seconds: Double) -> String {

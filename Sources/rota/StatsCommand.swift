@@ -8,8 +8,9 @@ struct StatsCommand: AsyncParsableCommand {
         commandName: "stats",
         abstract: "Counts per state and queue, the oldest due task's age, throughput, and running workers.",
         discussion: """
-            Warns about task names that have scheduled tasks but no live worker handling them
-            (a worker is live when it heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) and has not stopped).
+            Warns about scheduled tasks that no live worker can run: no live worker handles
+            their name, or none that handles it serves their queue (a worker is live when it
+            heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) and has not stopped).
 
             Examples:
               rota stats
@@ -28,8 +29,9 @@ struct StatsCommand: AsyncParsableCommand {
         let live = workers.filter { $0.isLive(now: now) }
         let unhandled = stats.scheduledByName.filter { name, count in count > 0 && !live.contains { $0.handles(name) } }
             .sorted { $0.key < $1.key }
+        let unserved = try store.unhandledTasks(now: now)
         if output.json {
-            printJSON(Self.json(stats, workers: workers, unhandled: unhandled, now: now))
+            printJSON(Self.json(stats, workers: workers, unhandled: unhandled, unserved: unserved, now: now))
             return
         }
         let terminal = Terminal.current
@@ -76,10 +78,19 @@ struct StatsCommand: AsyncParsableCommand {
             lines.append(terminal.paint("warning:", code: "33")
                 + " and \(unhandled.count - shown) more task names no live worker handles (rota stats --json lists them all)")
         }
+        let queueMissing = unserved.filter(\.nameHandledElsewhere)
+        for group in queueMissing.prefix(shown) {
+            lines.append(terminal.paint("warning:", code: "33") + " " + unservedWarning(group))
+        }
+        if queueMissing.count > shown {
+            lines.append(terminal.paint("warning:", code: "33")
+                + " and \(queueMissing.count - shown) more queues no live worker serves (rota stats --json lists them all)")
+        }
         writeLines(lines)
     }
 
-    static func json(_ stats: StoreStats, workers: [WorkerRecord], unhandled: [(key: String, value: Int)], now: Date) -> JSON {
+    static func json(_ stats: StoreStats, workers: [WorkerRecord], unhandled: [(key: String, value: Int)],
+                     unserved: [UnhandledTasks], now: Date) -> JSON {
         func counts(_ values: [TaskState: Int]) -> JSON {
             .object(TaskState.allCases.map { ($0.rawValue, .int(values[$0] ?? 0)) })
         }
@@ -99,7 +110,21 @@ struct StatsCommand: AsyncParsableCommand {
             })),
             ("live_workers", .array(live.map { $0.json(now: now) })),
             ("unhandled_names", .array(unhandled.map { .object([("name", .string($0.key)), ("scheduled", .int($0.value))]) })),
+            ("unhandled", unhandledJSON(unserved)),
             ("generated_at", .instant(now)),
         ])
     }
+}
+
+/// "no live worker serves queue Q for NAME (N scheduled)", for a group whose name a live worker handles elsewhere.
+func unservedWarning(_ group: UnhandledTasks) -> String {
+    "no live worker that handles \(group.name) serves queue \(group.queue) (\(group.scheduled) scheduled)"
+}
+
+/// `[{queue, name, scheduled, reason}]`: reason `no_worker_handles_name` or `no_worker_serves_queue`.
+func unhandledJSON(_ groups: [UnhandledTasks]) -> JSON {
+    .array(groups.map {
+        .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("scheduled", .int($0.scheduled)),
+                 ("reason", .string($0.nameHandledElsewhere ? "no_worker_serves_queue" : "no_worker_handles_name"))])
+    })
 }

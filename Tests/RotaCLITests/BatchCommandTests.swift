@@ -30,4 +30,24 @@ struct BatchCommandTests {
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("no batch named nope"), "\(missing)")
     }
+
+    /// Items that wait for a worker are named in `batch status`, as text and in `--json` (`unhandled`).
+    @Test func statusSaysWhichItemsNoLiveWorkerCanRun() async throws {
+        let db = try TempDatabase()
+        let items = db.directory.appendingPathComponent("items.jsonl")
+        try Data(#"{"argv": ["true"]}"# .appending("\n").appending(#"{"name": "ghost", "payload": {}}"#).appending("\n").utf8).write(to: items)
+        #expect(try await db.rota("batch", "submit", "--name", "b", items.path).status == 0)
+        let before = try await db.rota("batch", "status", "b", "--json").object()
+        #expect((before["unhandled"] as? [[String: Any]])?.count == 2)
+        #expect(try await db.rota("_dev", "worker", "--id", "w1", "--queues", "default", "--names", "exec").status == 0)
+        let text = try await db.rota("batch", "status", "b").stdout
+        #expect(text.contains("warning: no live worker handles ghost (1 scheduled in queue default)"), "\(text)")
+        #expect(!text.contains("handles exec"), "\(text)")
+        let after = try await db.rota("batch", "status", "b", "--json").object()
+        let unhandled = try #require(after["unhandled"] as? [[String: Any]])
+        #expect(unhandled.count == 1)
+        #expect(unhandled.first?["name"] as? String == "ghost")
+        #expect(unhandled.first?["reason"] as? String == "no_worker_handles_name")
+        #expect(unhandled.first?["scheduled"] as? Int == 1)
+    }
 }

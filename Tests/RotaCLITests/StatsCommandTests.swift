@@ -61,4 +61,21 @@ struct StatsCommandTests {
         #expect(throughput["last_hour"] == throughput["last_minute"])
         #expect(stats["workers"] as? [String: Int] == ["live": 0, "dead": 0, "stopped": 1])
     }
+
+    /// A name a live worker handles, but only in another queue: the warning names the queue, and
+    /// `unhandled` (beside `unhandled_names`) gives each queue and name with its reason.
+    @Test func warnsAboutAQueueNoLiveWorkerServes() async throws {
+        let db = try TempDatabase()
+        #expect(try await db.rota("enqueue", "exec", "--queue", "reports", "--payload", #"{"argv": ["true"]}"#).status == 0)
+        #expect(try await db.rota("enqueue", "ghost").status == 0)
+        #expect(try await db.rota("_dev", "worker", "--id", "w1", "--queues", "default", "--names", "exec").status == 0)
+        let text = try await db.rota("stats").stdout
+        #expect(text.contains("warning: no live worker that handles exec serves queue reports (1 scheduled)"), "\(text)")
+        #expect(text.contains("warning: no live worker handles ghost (1 scheduled)"), "\(text)")
+        let stats = try await db.rota("stats", "--json").object()
+        let unhandled = try #require(stats["unhandled"] as? [[String: Any]])
+        #expect(unhandled.map { "\($0["queue"] ?? "")/\($0["name"] ?? "")/\($0["scheduled"] ?? "")/\($0["reason"] ?? "")" }
+                == ["default/ghost/1/no_worker_handles_name", "reports/exec/1/no_worker_serves_queue"])
+        #expect((stats["unhandled_names"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["ghost"])
+    }
 }

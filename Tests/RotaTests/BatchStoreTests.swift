@@ -108,4 +108,42 @@ import Testing
         let batch = try #require(try store.batch(named: "p"))
         #expect(batch.total == 0 && batch.finished == 0)
     }
+
+    /// Scheduled tasks that no live worker can run, per queue and name: a name nobody handles, and a name
+    /// handled only by workers that serve other queues. Stopped and silent workers do not count.
+    @Test func unhandledTasksAreThoseNoLiveWorkerBothServesAndHandles() async throws {
+        let now = Date()
+        let batch = try store.openBatch(name: "b")
+        _ = try store.addBatchItems(batch.id, [TaskSpec(name: "resize", batchID: batch.id, batchItem: "1"),
+                                               TaskSpec(name: "orphan", batchID: batch.id, batchItem: "2")])
+        _ = try store.sealBatch(batch.id)
+        _ = try store.enqueueSync([TaskSpec(name: "resize"), TaskSpec(name: "resize", queue: "reports"),
+                                   TaskSpec(name: "resize", queue: "reports"), TaskSpec(name: "orphan", queue: "reports"),
+                                   TaskSpec(name: "mail")])
+        func worker(_ id: String, queues: [String], names: [String], heartbeat: Date = now) -> WorkerRecord {
+            WorkerRecord(id: id, host: "h", pid: 1, queues: queues, taskNames: names, concurrency: 1,
+                         startedAt: heartbeat, heartbeatAt: heartbeat)
+        }
+        // No worker at all: every group.
+        #expect(try store.unhandledTasks(now: now).map { "\($0.queue)/\($0.name)=\($0.scheduled)" }
+                == ["default/mail=1", "default/orphan=1", "default/resize=2", "reports/orphan=1", "reports/resize=2"])
+        #expect(try store.unhandledTasks(now: now).allSatisfy { !$0.nameHandledElsewhere })
+        // Live: resize and mail in default. Stopped: one that served everything. Silent for an hour: another.
+        try await store.registerWorker(worker("live", queues: ["default"], names: ["resize", "mail"]))
+        try await store.registerWorker(worker("stopped", queues: ["default", "reports"], names: ["*"]))
+        try await store.stopWorker("stopped", at: now)
+        try await store.registerWorker(worker("silent", queues: ["reports"], names: ["*"], heartbeat: now.addingTimeInterval(-3600)))
+        let unhandled = try store.unhandledTasks(now: now)
+        #expect(unhandled == [
+            UnhandledTasks(queue: "default", name: "orphan", scheduled: 1, nameHandledElsewhere: false),
+            UnhandledTasks(queue: "reports", name: "orphan", scheduled: 1, nameHandledElsewhere: false),
+            UnhandledTasks(queue: "reports", name: "resize", scheduled: 2, nameHandledElsewhere: true),
+        ])
+        // Within the batch: only its own items, counted in it.
+        #expect(try store.unhandledTasks(now: now, batch: batch.id)
+                == [UnhandledTasks(queue: "default", name: "orphan", scheduled: 1, nameHandledElsewhere: false)])
+        // A live worker for everything in every queue: nothing waits.
+        try await store.registerWorker(worker("all", queues: ["default", "reports"], names: ["*"]))
+        #expect(try store.unhandledTasks(now: now).isEmpty)
+    }
 }
