@@ -6,7 +6,7 @@ import Rota
 struct BatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batch",
-        abstract: "Submit and follow batches: many tasks submitted once, each completed once.",
+        abstract: "Submit and follow batches: tasks submitted once, each completed once.",
         subcommands: [Submit.self, Status.self, List.self, Retry.self, Cancel.self]
     )
 
@@ -14,15 +14,20 @@ struct BatchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Submit a batch from a JSON-lines file (or - for stdin).",
             discussion: """
-                Each line is one task: {"name": "NAME", "payload": {...}} for a handler, or {"argv": ["cmd", "arg"]}
-                (optionally with "env" and "cwd") for a command. A line may add "key" (the item's identity;
-                default: its line number), "queue" and "priority". Blank lines are skipped.
-                Submission is restart-safe: run the same command again after a crash and only the missing
-                items are added. Every line is checked before anything is written.
+                Each line is one task: {"name": "NAME", "payload": {...}} for a handler, or
+                {"argv": ["cmd", "arg"]} (optionally with "env" and "cwd") for a command. A
+                line may add "key" (the item's identity; default: its line number), "queue"
+                and "priority". Blank lines are skipped. Submission is restart-safe: run the
+                same command again after a crash and only the missing items are added. Every
+                line is checked before anything is written.
+
                 Examples:
                   rota batch submit --name resize-2026-11 items.jsonl
-                  seq 1 1000 | jq -c '{argv: ["echo", (. | tostring)]}' | rota batch submit --name echo-1k -
-                  rota batch submit --name nightly --on-complete '{"name": "exec", "payload": {"argv": ["notify"]}}' items.jsonl
+                  seq 1 1000 | jq -c '{argv: ["echo", (. | tostring)]}' \\
+                      | rota batch submit --name echo-1k -
+                  rota batch submit --name nightly \\
+                      --on-complete '{"name": "exec", "payload": {"argv": ["notify"]}}' \\
+                      items.jsonl
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -99,7 +104,8 @@ struct BatchCommand: AsyncParsableCommand {
 
                 Examples:
                   rota batch status resize-2026-11
-                  rota batch status resize-2026-11 --watch     # a live progress bar until it completes
+                  # a live progress bar until it completes:
+                  rota batch status resize-2026-11 --watch
                   rota batch status resize-2026-11 --json
                 """
         )
@@ -181,7 +187,7 @@ struct BatchCommand: AsyncParsableCommand {
     }
 
     struct Cancel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a batch: scheduled items are cancelled, running ones asked to stop.",
+        static let configuration = CommandConfiguration(abstract: "Cancel a batch: cancel scheduled items, ask running ones to stop.",
                                                         discussion: "Example: rota batch cancel resize-2026-11")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The batch's name.") var name: String

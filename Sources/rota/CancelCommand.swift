@@ -6,14 +6,16 @@ import Rota
 struct CancelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cancel",
-        abstract: "Cancel tasks: a scheduled task is cancelled at once, a running one is asked to stop.",
+        abstract: "Cancel tasks: scheduled ones at once, running ones are asked to stop.",
         discussion: """
-            A task that already finished (succeeded, dead or cancelled) is not changed: its reason is printed
-            and the exit status is 1 (the other ids are still cancelled).
+            A task that already finished (succeeded, dead or cancelled) is not changed:
+            its reason is printed and the exit status is 1 (the other ids are still
+            cancelled).
 
             Examples:
               rota cancel 42
-              rota list --state scheduled --name report.build --json | jq -r '.[].id' | xargs rota cancel
+              rota list --state scheduled --name report.build --json \\
+                  | jq -r '.[].id' | xargs rota cancel
             """
     )
 

@@ -8,11 +8,12 @@ struct CheckCommand: AsyncParsableCommand {
         commandName: "check",
         abstract: "Check the database: integrity, schema version, task counts, WAL size.",
         discussion: """
-            Runs SQLite's full integrity check (reads the whole file: slow on a big database) through a
-            read-only connection, and compares the task counts behind `rota stats`, and each batch's
-            total and finished items, with the tasks table.
-            Exits 1 when the database is damaged, its counts disagree, or its schema is behind this binary.
-            The counts go wrong only if the file is edited by hand; --recount rebuilds them.
+            Runs SQLite's full integrity check (reads the whole file: slow on a big
+            database) through a read-only connection, and compares the task counts behind
+            `rota stats`, and each batch's total and finished items, with the tasks table.
+            Exits 1 when the database is damaged, its counts disagree, or its schema is
+            behind this binary. The counts go wrong only if the file is edited by hand;
+            --recount rebuilds them.
 
             Examples:
               rota check

@@ -8,14 +8,18 @@ struct EnqueueCommand: AsyncParsableCommand {
         commandName: "enqueue",
         abstract: "Enqueue a task and print its id.",
         discussion: """
-            Creates the database when it does not exist. With --unique, enqueuing a key that is already
-            known prints the existing task's id and says so on stderr (exit 0): safe to repeat.
+            Creates the database when it does not exist. With --unique, enqueuing a key
+            that is already known prints the existing task's id and says so on stderr
+            (exit 0): safe to repeat.
 
             Examples:
-              rota enqueue email.send --payload '{"to": "ops@example.com"}' --queue mail --priority 5
-              rota enqueue exec --payload '{"argv": ["/usr/local/bin/backup", "--full"]}' --timeout 30m
+              rota enqueue email.send --payload '{"to": "ops@example.com"}' \\
+                  --queue mail --priority 5
+              rota enqueue exec \\
+                  --payload '{"argv": ["/usr/local/bin/backup", "--full"]}' --timeout 30m
               rota enqueue --exec -- /usr/local/bin/backup --full      (the same, shorter)
-              rota enqueue --exec --in 15m --max-attempts 5 -- curl -fsS https://example.com/ping
+              rota enqueue --exec --in 15m --max-attempts 5 \\
+                  -- curl -fsS https://example.com/ping
               rota enqueue report.build --at 2026-12-01T06:00:00Z --unique report-2026-12
             """
     )

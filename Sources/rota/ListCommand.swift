@@ -8,8 +8,8 @@ struct ListCommand: AsyncParsableCommand {
         commandName: "list",
         abstract: "List tasks, newest first.",
         discussion: """
-            With no filter, lists tasks in every state. Filters combine (AND); --state may be repeated
-            (or comma-separated) and matches any of the states given.
+            With no filter, lists tasks in every state. Filters combine (AND); --state may
+            be repeated (or comma-separated) and matches any of the states given.
 
             Examples:
               rota list                                  the newest tasks, a screenful

@@ -9,9 +9,15 @@ struct NextCommand: ParsableCommand {
         commandName: "next",
         abstract: "Print the next fire instants of a cron expression.",
         discussion: """
-            Prints the next COUNT instants strictly after --from (default: now), one per line, in UTC (YYYY-MM-DDTHH:MM:SSZ). The expression is read on the wall clock of --tz (default UTC), as in schedule files: 5 fields (minute hour day-of-month month day-of-week), 6 with leading seconds, or @yearly @monthly @weekly @daily @hourly. Quote it, or the shell expands '*'.
+            Prints the next COUNT instants strictly after --from (default: now), one
+            per line, in UTC (YYYY-MM-DDTHH:MM:SSZ). The expression is read on the wall
+            clock of --tz (default UTC), as in schedule files: 5 fields (minute hour
+            day-of-month month day-of-week), 6 with leading seconds, or @yearly
+            @monthly @weekly @daily @hourly. Quote it, or the shell expands '*'.
 
-            An invalid expression or unknown zone exits 2 with the reason on stderr and nothing on stdout. If the expression matches nothing within 50 years, fewer instants are printed, with a note on stderr.
+            An invalid expression or unknown zone exits 2 with the reason on stderr and
+            nothing on stdout. If the expression matches nothing within 50 years, fewer
+            instants are printed, with a note on stderr.
 
             Examples:
               rota next '*/15 9-17 * * MON-FRI' --tz Europe/Berlin

@@ -6,9 +6,10 @@ import Rota
 struct PurgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purge",
-        abstract: "Delete finished tasks (and their attempts) older than a duration. Never scheduled or running ones.",
+        abstract: "Delete finished tasks (and their attempts) older than a duration.",
         discussion: """
-            Without --state, purges succeeded, dead and cancelled tasks that finished before the cutoff.
+            Never deletes scheduled or running tasks. Without --state, purges succeeded,
+            dead and cancelled tasks that finished before the cutoff.
 
             Examples:
               rota purge --older-than 30d

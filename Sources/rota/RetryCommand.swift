@@ -6,16 +6,20 @@ import Rota
 struct RetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry",
-        abstract: "Run dead or cancelled tasks again: each is scheduled, due now, with at least one more attempt.",
+        abstract: "Run dead or cancelled tasks again.",
         discussion: """
-            Give task ids, or --state dead (or cancelled) to retry every task in that state, optionally of one
-            queue. A task that is scheduled, running or succeeded is not retried: its reason is printed, it is
-            left as it was, and the exit status is 1 (the other ids are still retried).
+            Each task retried is scheduled, due now, with at least one more attempt.
+
+            Give task ids, or --state dead (or cancelled) to retry every task in that
+            state, optionally of one queue. A task that is scheduled, running or
+            succeeded is not retried: its reason is printed, it is left as it was, and
+            the exit status is 1 (the other ids are still retried).
 
             Examples:
               rota retry 42 43
               rota retry --state dead --queue mail
-              rota list --state dead --since 12h --json | jq -r '.[].id' | xargs rota retry
+              rota list --state dead --since 12h --json \\
+                  | jq -r '.[].id' | xargs rota retry
             """
     )
 

@@ -7,12 +7,15 @@ import Rota
 struct RotaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rota",
-        abstract: "A persistent task scheduler: run tasks, cron schedules and batches from one SQLite file.",
+        abstract: "A task scheduler: tasks, cron schedules, batches in one SQLite file.",
         discussion: """
-            Every command takes --db PATH (env ROTA_DB, default ./rota.db). Query commands open the
-            database read-only and never create it; enqueue and migrate create it.
-            Durations: 90s, 15m, 2h, 7d, 1h30m. Instants: ISO-8601 with a zone (2026-12-01T06:00:00Z).
-            Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (the reason on stderr).
+            Every command takes --db PATH (env ROTA_DB, default ./rota.db). Query
+            commands open the database read-only and never create it; enqueue and
+            migrate create it.
+            Durations: 90s, 15m, 2h, 7d, 1h30m.
+            Instants: ISO-8601 with a zone (2026-12-01T06:00:00Z).
+            Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (the reason
+            on stderr).
             Shell completion: rota --generate-completion-script bash|zsh|fish
 
             Examples:

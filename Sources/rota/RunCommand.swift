@@ -14,10 +14,11 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a scheduler for `exec` tasks (and schedules) until stopped.",
         discussion: """
-            Claims due `exec` tasks of the given queues and runs each command in its own process group.
-            SIGTERM or SIGINT drains: no new claims, running commands get --grace seconds to finish, then
-            they are terminated and their tasks handed back (run again at once on the next start); a second
-            signal ends the grace at once. Exits 0 after a drain.
+            Claims due `exec` tasks of the given queues and runs each command in its own
+            process group. SIGTERM or SIGINT drains: no new claims, running commands get
+            --grace seconds to finish, then they are terminated and their tasks handed
+            back (run again at once on the next start); a second signal ends the grace at
+            once. Exits 0 after a drain.
 
             Examples:
               rota run --db /var/lib/rota/rota.db --concurrency 4

@@ -6,13 +6,14 @@ import Rota
 struct SchedulesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedules",
-        abstract: "List cron schedules with their zone, next and last fire; check schedule files.",
+        abstract: "List cron schedules (zone, next and last fire); check schedule files.",
         discussion: """
               rota schedules                  the stored schedules (loaded by a scheduler)
               rota schedules --schedules DIR  what DIR's files define, with stored state
               rota schedules check DIR        validate DIR's files; run and write nothing
 
-            A schedule directory's files are every regular file in it except hidden ones (.name) and editor backups (name~). Errors read file:line:column: message.
+            A schedule directory's files are every regular file in it except hidden ones
+            (.name) and editor backups (name~). Errors read file:line:column: message.
             """,
         subcommands: [SchedulesListCommand.self, SchedulesCheckCommand.self],
         defaultSubcommand: SchedulesListCommand.self
@@ -23,13 +24,23 @@ struct SchedulesCommand: ParsableCommand {
 struct SchedulesListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List schedules with their zone, next fire and last fire (the default).",
+        abstract: "List schedules with their zone, next and last fire (the default).",
         discussion: """
-            Without --schedules: every schedule stored in the database (active ones first; a schedule removed from the files is inactive and keeps its history).
+            Without --schedules: every schedule stored in the database (active ones
+            first; a schedule removed from the files is inactive and keeps its history).
 
-            With --schedules DIR: the schedules the files of DIR define, checked as `rota schedules check` does (errors exit 2). Each is shown with its stored state when the database has it: last fire, whether it is active, and its stored next fire (unless the expression or zone changed since). Otherwise, or when there is no database, the next fire is computed from now and the last fire is empty. Stored schedules the files no longer define are not shown.
+            With --schedules DIR: the schedules the files of DIR define, checked as
+            `rota schedules check` does (errors exit 2). Each is shown with its stored
+            state when the database has it: last fire, whether it is active, and its
+            stored next fire (unless the expression or zone changed since). Otherwise,
+            or when there is no database, the next fire is computed from now and the
+            last fire is empty. Stored schedules the files no longer define are not
+            shown.
 
-            --json prints an array of objects with the fields name, expression, timezone, task, payload, queue, priority, max_attempts, timeout_seconds, missed, overlap, source, active, next_fire_at, last_fire_at (instants in UTC ISO-8601, null when none).
+            --json prints an array of objects with the fields name, expression,
+            timezone, task, payload, queue, priority, max_attempts, timeout_seconds,
+            missed, overlap, source, active, next_fire_at, last_fire_at (instants in
+            UTC ISO-8601, null when none).
 
             Examples:
               rota schedules --db /var/lib/rota/rota.db
@@ -95,7 +106,10 @@ struct SchedulesCheckCommand: ParsableCommand {
         commandName: "check",
         abstract: "Validate schedule files without running them.",
         discussion: """
-            Reads every file of DIR (except hidden files and name~ backups) as one set, as `rota run --schedules DIR` would, and writes nothing. Each error is printed on stderr as file:line:column: message, and the exit status is 2; with no error, a summary is printed and the exit status is 0.
+            Reads every file of DIR (except hidden files and name~ backups) as one set,
+            as `rota run --schedules DIR` would, and writes nothing. Each error is
+            printed on stderr as file:line:column: message, and the exit status is 2;
+            with no error, a summary is printed and the exit status is 0.
 
             Example: rota schedules check /etc/rota/schedules
             """

@@ -6,11 +6,14 @@ import Rota
 struct ShowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Show a task: its payload, every attempt (start, finish, duration, outcome, error, result) and its result.",
+        abstract: "Show a task: its payload, every attempt and its result.",
         discussion: """
+            Each attempt shows its start, finish, duration, outcome, error and result.
+
             Examples:
               rota show 42
-              rota show 42 --json | jq '.attempts_log[] | select(.outcome != "succeeded") | .error'
+              rota show 42 --json \\
+                  | jq '.attempts_log[] | select(.outcome != "succeeded") | .error'
             """
     )
 

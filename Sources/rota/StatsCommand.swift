@@ -6,11 +6,11 @@ import Rota
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "Counts per state and queue, the oldest due task's age, throughput, and running workers.",
+        abstract: "Counts per state and queue, oldest due task age, throughput, workers.",
         discussion: """
-            Warns about scheduled tasks that no live worker can run: no live worker handles
-            their name, or none that handles it serves their queue (a worker is live when it
-            heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) and has not stopped).
+            Warns about scheduled tasks that no live worker can run: no live worker
+            handles their name, or none that handles it serves their queue (a worker is
+            live when it heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) and has not stopped).
 
             Examples:
               rota stats

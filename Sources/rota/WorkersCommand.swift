@@ -6,11 +6,12 @@ import Rota
 struct WorkersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workers",
-        abstract: "List workers (schedulers): live, dead (no recent heartbeat) and stopped, with their last heartbeat.",
+        abstract: "List workers (schedulers): live, dead, stopped, with last heartbeat.",
         discussion: """
             A worker is live when it heartbeated in the last \(TimeText.formatDuration(millis: WorkerRecord.livenessWindow.milliseconds)) \
-            (three \(TimeText.formatDuration(millis: WorkerRecord.heartbeatInterval.milliseconds)) heartbeat intervals) \
-            and has not stopped; dead when it never stopped cleanly but stopped heartbeating.
+            (three \(TimeText.formatDuration(millis: WorkerRecord.heartbeatInterval.milliseconds)) heartbeat
+            intervals) and has not stopped; dead when it never stopped cleanly but stopped
+            heartbeating.
 
             Examples:
               rota workers
