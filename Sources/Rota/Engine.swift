@@ -206,6 +206,7 @@ final class Engine: @unchecked Sendable {
         var nextHeartbeat = clock.now.advanced(by: settings.heartbeatInterval)
         var nextRecovery = clock.now
         var mayHaveMore = true
+        var poolSaturated = false
         var retryAt: ContinuousClock.Instant?
         var backoff = Duration.zero
         var nextEmptyCheck = clock.now
@@ -330,6 +331,11 @@ final class Engine: @unchecked Sendable {
                     carried = batch
                 } else {
                     pending = batch
+                    // An attempt ended: a pool that was full has a free slot for the tasks due for it.
+                    if poolSaturated {
+                        poolSaturated = false
+                        mayHaveMore = true
+                    }
                     if case .running = phase {} else { flushPending() }
                 }
             }
@@ -423,6 +429,7 @@ final class Engine: @unchecked Sendable {
                 continue
             }
             let claimed: [ClaimedTask]
+            let filled: Bool
             do {
                 let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
                 let t0 = clock.now
@@ -432,6 +439,7 @@ final class Engine: @unchecked Sendable {
                     let turn = try completeAndClaim(flushing, requests, leaseUntil: leaseUntil)
                     if !flushing.isEmpty { recordFlush(flushing, turn.applied) }
                     claimed = turn.claimed
+                    filled = turn.filled
                 } catch let error as ClaimAfterFlushFailed {
                     recordFlush(flushing, error.applied) // the completions are recorded; only the claim failed
                     throw error.underlying
@@ -447,24 +455,19 @@ final class Engine: @unchecked Sendable {
                 storeFailed(error, "claiming tasks")
                 continue
             }
-            var filled = false
-            // A request that came back full may have more behind it.
-            var perRequest = [Int](repeating: 0, count: requests.count)
-            for task in claimed {
-                if let index = requests.firstIndex(where: { $0.queue == task.queue && ($0.names?.contains(task.name) ?? true) }) {
-                    perRequest[index] += 1
-                }
-            }
-            for (index, request) in requests.enumerated() where perRequest[index] >= request.limit { filled = true }
+            // A request that came back full (its limit, or what its budgets had left) may have more behind it.
             mayHaveMore = filled
             if !claimed.isEmpty { dispatch(claimed) }
             now = clock.now
             nextPoll = now.advanced(by: settings.pollInterval)
             if !filled {
                 nextDue = nil
-                let queueNames = currentQueueNames()
-                if let next = try? blocking({ [store, allNames] in
-                    try await store.nextRunAt(queues: queueNames, names: allNames)
+                // Only the names an executor with free slots runs: a task due for a full pool is claimed once
+                // an attempt ends (below), not by waking every millisecond for a claim that cannot take it.
+                let (queueNames, names, saturated) = claimableNames()
+                poolSaturated = saturated
+                if !names.isEmpty, let next = try? blocking({ [store] in
+                    try await store.nextRunAt(queues: queueNames, names: names)
                 }) {
                     // A task that came due between the claim and this query is claimed on the next turn.
                     let wait = max(next.timeIntervalSinceNow, 0)
@@ -494,8 +497,7 @@ final class Engine: @unchecked Sendable {
         claimRequestsLocked().reduce(0) { $0 + $1.limit }
     }
 
-    /// One request per (queue, executor) with handlers, sized to the free slots of both; each claim
-    /// turn starts from the next queue.
+    /// The requests of a claim turn; each turn starts from the next queue.
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
@@ -503,41 +505,70 @@ final class Engine: @unchecked Sendable {
         return claimRequestsLocked(startingAt: claimTurn)
     }
 
-    /// The requests of a turn (lock held). The thread pool's and the process pool's free slots are shared
-    /// out evenly among the queues that want them (a queue that wants fewer leaves the rest to the
-    /// queues after it): one queue's request never takes a whole pool while another queue waits, which
-    /// a claim that comes back short would otherwise leave idle for the turn. `startingAt` rotates
-    /// which queue comes first, and so which gets the odd slot.
+    /// The requests of a turn (lock held), served in order in one transaction, with budgets for each
+    /// queue's free slots and each pool's free threads or processes (``ClaimBudget``):
+    /// 1. for the thread and process pools, an even share of the pool's free slots to every queue with
+    ///    free slots, starting from the turn's first queue (`startingAt` rotates it);
+    /// 2. then, where several queues share a pool, each may take what the pool has left: a share a queue
+    ///    did not use goes to the next one instead of idling for the turn;
+    /// 3. then each queue's async handlers, with what is left of the queue's slots (an exec request that
+    ///    comes back short leaves its slots to them).
     private func claimRequestsLocked(startingAt turn: Int = 0) -> [ClaimRequest] {
         let count = queueNames.count
         guard count > 0 else { return [] }
         let first = turn % count
         let order = Array(queueNames[first...] + queueNames[..<first])
-        var remaining = order.map { min(queueSlots[$0, default: 0] - busyByQueue[$0, default: 0], settings.maxClaimBatch) }
+        var wanting: [(queue: String, free: Int, budget: ClaimBudget)] = []
+        for queue in order {
+            let free = min(queueSlots[queue, default: 0] - busyByQueue[queue, default: 0], settings.maxClaimBatch)
+            if free > 0 { wanting.append((queue, free, ClaimBudget(key: "queue:" + queue, limit: free))) }
+        }
+        if wanting.isEmpty { return [] }
         var requests: [ClaimRequest] = []
-        let pools: [(ExecutorKind, Int)] = [
-            (.process, settings.maxProcesses - busyByExecutor[.process, default: 0]),
-            (.threadPool, settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]),
-        ]
-        for (executor, free) in pools {
+        for (executor, key) in [(ExecutorKind.process, "pool:process"), (.threadPool, "pool:threads")] {
             guard let names = namesByExecutor[executor] else { continue }
-            var free = free
-            var wanting = remaining.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
-            for index in order.indices where remaining[index] > 0 && free > 0 {
-                let share = (free + wanting - 1) / wanting
-                wanting -= 1
-                let limit = min(remaining[index], share)
-                requests.append(ClaimRequest(queue: order[index], names: names, limit: limit))
-                remaining[index] -= limit
-                free -= limit
+            let poolFree = executor == .process
+                ? settings.maxProcesses - busyByExecutor[.process, default: 0]
+                : settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
+            guard poolFree > 0 else { continue }
+            let pool = ClaimBudget(key: key, limit: poolFree)
+            let share = (poolFree + wanting.count - 1) / wanting.count
+            for want in wanting {
+                requests.append(ClaimRequest(queue: want.queue, names: names, limit: min(want.free, share),
+                                             budgets: [want.budget, pool]))
+            }
+            if wanting.count > 1 && share < poolFree {
+                for want in wanting where want.free > share {
+                    requests.append(ClaimRequest(queue: want.queue, names: names, limit: min(want.free, poolFree),
+                                                 budgets: [want.budget, pool]))
+                }
             }
         }
         if let names = namesByExecutor[.async] {
-            for index in order.indices where remaining[index] > 0 {
-                requests.append(ClaimRequest(queue: order[index], names: names, limit: remaining[index]))
+            for want in wanting {
+                requests.append(ClaimRequest(queue: want.queue, names: names, limit: want.free, budgets: [want.budget]))
             }
         }
         return requests
+    }
+
+    /// The queues served and the task names an executor with free slots runs (lock taken), and whether
+    /// some pool with handlers is full.
+    private func claimableNames() -> (queues: [String], names: [String], poolFull: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        var names: [String] = []
+        var full = false
+        for (executor, entries) in namesByExecutor {
+            let free: Int
+            switch executor {
+            case .async: free = 1
+            case .process: free = settings.maxProcesses - busyByExecutor[.process, default: 0]
+            case .threadPool: free = settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
+            }
+            if free > 0 { names += entries } else { full = true }
+        }
+        return (queueNames, names.sorted(), full)
     }
 
     // MARK: Dispatch and finish
@@ -862,14 +893,15 @@ final class Engine: @unchecked Sendable {
 
     /// Records `completions` and claims for `requests`: in one transaction on SQLite, else one call after the other.
     private func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest],
-                                  leaseUntil: Date) throws -> (applied: [Bool], claimed: [ClaimedTask]) {
+                                  leaseUntil: Date) throws -> (applied: [Bool], claimed: [ClaimedTask], filled: Bool) {
         let worker = settings.workerID
         if let sqlite { return try sqlite.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
         let applied = completions.isEmpty ? [] : try complete(completions)
         do {
-            return (applied, try blocking { [store] in
+            let claimed = try blocking { [store] in
                 try await store.claim(requests, worker: worker, leaseUntil: leaseUntil, now: Date())
-            })
+            }
+            return (applied, claimed, !claimed.isEmpty)  // another store says nothing of limits: claim again
         } catch {
             throw ClaimAfterFlushFailed(applied: applied, underlying: error)
         }

@@ -273,11 +273,37 @@ public struct ClaimRequest: Sendable, Equatable {
     public var names: [String]?
     /// At most this many tasks (the queue's free slots).
     public var limit: Int
+    /// Limits this request shares with other requests of the same claim (a queue's free slots, a pool's
+    /// free threads): it takes at most what each of them has left, and what it claims is taken from each.
+    public var budgets: [ClaimBudget]
 
     /// Creates a request.
-    public init(queue: String, names: [String]?, limit: Int) {
+    public init(queue: String, names: [String]?, limit: Int, budgets: [ClaimBudget] = []) {
         self.queue = queue
         self.names = names
+        self.limit = limit
+        self.budgets = budgets
+    }
+}
+
+/// A limit shared by the requests of one claim that name its key. The first request naming a key sets
+/// its limit; the requests are served in order, each taking what it claims from every budget it names.
+///
+/// ```swift
+/// // Queue "default" has 8 free slots and the process pool 4; exec first, then the async handlers.
+/// let slots = ClaimBudget(key: "queue:default", limit: 8), processes = ClaimBudget(key: "pool:process", limit: 4)
+/// let requests = [ClaimRequest(queue: "default", names: ["exec"], limit: 4, budgets: [slots, processes]),
+///                 ClaimRequest(queue: "default", names: ["email.send"], limit: 8, budgets: [slots])]
+/// ```
+public struct ClaimBudget: Sendable, Hashable {
+    /// What the budget limits, e.g. `queue:default`.
+    public var key: String
+    /// How many tasks the requests that name it may claim together.
+    public var limit: Int
+
+    /// Creates a budget.
+    public init(key: String, limit: Int) {
+        self.key = key
         self.limit = limit
     }
 }

@@ -58,8 +58,8 @@ extension SQLiteTaskStore {
     /// the queue and handles the name. They wait until one starts (or is told to serve the queue).
     ///
     /// The groups come from the maintained counts (a few rows whatever the table's size); with `batch`,
-    /// only the groups with scheduled items of that batch, counted in it (a scan of those items: it runs
-    /// only for a group no live worker can run).
+    /// only the groups with scheduled items of that batch, counted in it (one pass over the batch's
+    /// scheduled items, made only when some group has no live worker).
     /// - Parameters:
     ///   - now: the instant liveness is judged at (``WorkerRecord/livenessWindow``).
     ///   - batch: a batch id, or nil for every task.
@@ -80,18 +80,23 @@ extension SQLiteTaskStore {
                 var unhandled: [UnhandledTasks] = []
                 for (queue, name, count) in groups
                 where !live.contains(where: { $0.queues.contains(queue) && handles($0.names, name) }) {
-                    var scheduled = count
-                    if let batch {
-                        scheduled = try db.scalarInt("""
-                            SELECT count(*) FROM tasks
-                            WHERE batch_id = ?1 AND state = 'scheduled' AND queue = ?2 AND name = ?3
-                            """, [.integer(batch), .text(queue), .text(name)]).map { Int($0) } ?? 0
-                        if scheduled == 0 { continue }
-                    }
-                    unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: scheduled,
+                    unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
                                                     nameHandledElsewhere: live.contains { handles($0.names, name) }))
                 }
-                return unhandled
+                guard let batch, !unhandled.isEmpty else { return unhandled }
+                // The batch's own scheduled items per queue and name: one pass over them.
+                var inBatch: [String: [String: Int]] = [:]
+                for (queue, name, count) in try db.query("""
+                    SELECT queue, name, count(*) FROM tasks WHERE batch_id = ? AND state = 'scheduled' GROUP BY queue, name
+                    """, [.integer(batch)], { ($0.string(0), $0.string(1), $0.int(2)) }) {
+                    inBatch[queue, default: [:]][name] = count
+                }
+                return unhandled.compactMap { group in
+                    guard let count = inBatch[group.queue]?[group.name] else { return nil }
+                    var group = group
+                    group.scheduled = count
+                    return group
+                }
             }
         }
     }

@@ -48,23 +48,24 @@ extension SQLiteTaskStore {
     /// for `requests` (as ``claimSync(_:worker:leaseUntil:now:)``). One commit instead of two, and the pages
     /// both touch (the tasks' rows, tasks_due, task_counts) go to the WAL once.
     func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest], worker: String, leaseUntil: Date,
-                          now: Date) throws -> (applied: [Bool], claimed: [ClaimedTask]) {
+                          now: Date) throws -> (applied: [Bool], claimed: [ClaimedTask], filled: Bool) {
         let requests = requests.filter { $0.limit > 0 && $0.names?.isEmpty != true }
         var applied = [Bool](repeating: false, count: completions.count)
         let others = completions.indices.filter {
             if case .succeeded = completions[$0].resolution { return false }
             return true
         }
-        if completions.isEmpty && requests.isEmpty { return ([], []) }
+        if completions.isEmpty && requests.isEmpty { return ([], [], false) }
+        var filled = false
         let claimed = try write { db in
             if !others.isEmpty {
                 let results = try complete(db, others.map { completions[$0] })
                 for (index, ok) in zip(others, results) { applied[index] = ok }
             }
             if others.count < completions.count { try recordSuccesses(db, completions, applied: &applied) }
-            return requests.isEmpty ? [] : try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now)
+            return requests.isEmpty ? [] : try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now, filled: &filled)
         }
-        return (applied, claimed)
+        return (applied, claimed, filled)
     }
 
     /// Records the successes among `completions` inside the caller's transaction, setting `applied` for those

@@ -320,14 +320,21 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     public func claimSync(_ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         let requests = requests.filter { $0.limit > 0 && $0.names?.isEmpty != true }
         if requests.isEmpty { return [] }
-        return try write { db in try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now) }
+        var filled = false
+        return try write { db in try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now, filled: &filled) }
     }
 
-    /// Claims inside the caller's transaction (`requests` already filtered).
-    func claim(_ db: Connection, _ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
+    /// Claims inside the caller's transaction (`requests` already filtered). `filled` becomes true when a
+    /// request claimed as many tasks as it could take (its limit, or what its budgets had left): more may be due.
+    func claim(_ db: Connection, _ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date,
+               filled: inout Bool) throws -> [ClaimedTask] {
         let nowMs = now.unixMillis
         var claimed: [ClaimedTask] = []
+        var left: [String: Int] = [:]
         for request in requests {
+            var limit = request.limit
+            for budget in request.budgets { limit = min(limit, left[budget.key] ?? budget.limit) }
+            if limit <= 0 { continue }
             let nameCount = request.names?.count
             let sql: String
             if let known = claimSQLByNameCount[nameCount ?? -1] {
@@ -342,10 +349,10 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             try statement.bind(leaseUntil.unixMillis, at: 2)
             try statement.bind(nowMs, at: 3)
             try statement.bind(request.queue, at: 4)
-            try statement.bind(Int64(request.limit), at: 5)
+            try statement.bind(Int64(limit), at: 5)
             for (offset, name) in (request.names ?? []).enumerated() { try statement.bind(name, at: Int32(6 + offset)) }
             var rows: [ClaimedTask] = []
-            rows.reserveCapacity(request.limit)
+            rows.reserveCapacity(limit)
             defer { statement.reset() }
             while try statement.step() {
                 let row = statement
@@ -355,6 +362,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
                             runAt: Date(unixMillis: row.int64(8)), startedAt: now))
             }
             claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
+            for budget in request.budgets { left[budget.key] = (left[budget.key] ?? budget.limit) - rows.count }
+            if rows.count >= limit { filled = true }
         }
         var moved = TransitionCounts()
         for task in claimed { moved.add(queue: task.queue, name: task.name) }

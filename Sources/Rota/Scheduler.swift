@@ -388,13 +388,14 @@ public actor Scheduler: Service {
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),
             untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff)
         let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger)
-        let (pending, latest) = engineBox.withLock { box -> (Duration?, [String: Int]) in
+        let pending = engineBox.withLock { box -> Duration? in
+            // A serve(queue:concurrency:) between the snapshot above and now, applied before any later one
+            // can reach the engine (the engine never takes this lock).
+            for (queue, concurrency) in box.queues where changes[queue] != concurrency {
+                engine.serve(queue: queue, concurrency: concurrency)
+            }
             box.engine = engine
-            return (box.pendingGrace, box.queues)
-        }
-        // A serve(queue:concurrency:) between the snapshot above and now.
-        for (queue, concurrency) in latest where changes[queue] != concurrency {
-            engine.serve(queue: queue, concurrency: concurrency)
+            return box.pendingGrace
         }
         if let pending { engine.requestShutdown(grace: pending) }
         let grace = configuration.shutdownGrace

@@ -18,7 +18,8 @@ public protocol TaskStore: Sendable {
     // MARK: Running
 
     /// Claims due tasks for each request, in one transaction: each becomes `running`, its attempt count
-    /// goes up by one and `worker` holds its lease until `leaseUntil`.
+    /// goes up by one and `worker` holds its lease until `leaseUntil`. Requests are served in order, each
+    /// within its own limit and what is left of every ``ClaimBudget`` it names.
     func claim(_ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) async throws -> [ClaimedTask]
 
     /// Records the end of attempts, group-committed in one transaction. A completion whose lease the

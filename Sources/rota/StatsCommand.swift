@@ -84,7 +84,7 @@ struct StatsCommand: AsyncParsableCommand {
         }
         if queueMissing.count > shown {
             lines.append(terminal.paint("warning:", code: "33")
-                + " and \(queueMissing.count - shown) more queues no live worker serves (rota stats --json lists them all)")
+                + " and \(queueMissing.count - shown) more queue and name pairs no live worker serves (rota stats --json lists them all)")
         }
         writeLines(lines)
     }

@@ -40,6 +40,7 @@ final class ConcurrencyGauge: Sendable {
     func enter() { state.withLock { $0.current += 1; $0.total += 1; $0.peak = max($0.peak, $0.current) } }
     func leave() { state.withLock { $0.current -= 1 } }
     var peak: Int { state.withLock { $0.peak } }
+    var current: Int { state.withLock { $0.current } }
     var total: Int { state.withLock { $0.total } }
 }
 
