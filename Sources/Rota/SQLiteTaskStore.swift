@@ -78,6 +78,12 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             if configuration.access != .create, !FileManager.default.fileExists(atPath: path) {
                 throw RotaError(.notFound, "no Rota database at \(path) (create one with `rota migrate` or `rota enqueue`, or pass --db)")
             }
+            let directory = (path as NSString).deletingLastPathComponent
+            var isDirectory: ObjCBool = false
+            if configuration.access == .create, !directory.isEmpty,
+               !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                throw RotaError(.database, "cannot create the database \(path): the directory \(directory) does not exist")
+            }
             let options = Connection.Options(
                 mode: configuration.access == .readOnly ? .readOnly : (configuration.access == .create ? .readWriteCreate : .readWrite),
                 synchronous: configuration.durability == .full ? .full : .normal,

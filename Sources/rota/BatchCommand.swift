@@ -33,8 +33,8 @@ struct BatchCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "The batch's unique name.") var name: String
         @Option(help: "The default queue for its items.") var queue: String = "default"
-        @Option(help: "Attempts per item.") var maxAttempts: Int = 3
-        @Option(help: "Priority of its items (higher runs first).") var priority: Int = 0
+        @Option(parsing: .unconditional, help: "Attempts per item.") var maxAttempts: Int = 3
+        @Option(parsing: .unconditional, help: "Priority of its items (higher runs first).") var priority: Int = 0
         @Option(help: #"A task to enqueue once every item finished, JSON {"name", "payload"?, "queue"?}."#)
         var onComplete: String?
         @Argument(help: "The JSON-lines file, or - for standard input.") var file: String
@@ -51,16 +51,30 @@ struct BatchCommand: AsyncParsableCommand {
                 data = FileHandle.standardInput.readDataToEndOfFile()
             } else {
                 guard let contents = FileManager.default.contents(atPath: file) else {
-                    throw CLIError.usage("cannot read \(file)")
+                    var isDirectory: ObjCBool = false
+                    let reason: String
+                    if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) {
+                        reason = isDirectory.boolValue ? "it is a directory" : (access(file, R_OK) != 0 ? String(cString: strerror(errno)) : "it cannot be read")
+                    } else {
+                        reason = "no such file"
+                    }
+                    throw CLIError.usage("cannot read \(file): \(reason)")
                 }
                 data = contents
             }
             // Pass 1: check every line; nothing is written when one is bad.
             var errors: [String] = []
             var count = 0
+            var firstLineOfKey: [String: Int] = [:]  // an item's identity may appear once in a file
             forEachLine(data) { number, line in
                 do {
-                    _ = try BatchLine.parse(line, number: number, defaults: self)
+                    let spec = try BatchLine.parse(line, number: number, defaults: self)
+                    if let key = spec.batchItem, let first = firstLineOfKey.updateValue(number, forKey: key) {
+                        firstLineOfKey[key] = first
+                        let mine = key == "line:\(number)" ? "this line's default key" : "key"
+                        let theirs = key == "line:\(first)" ? "the default key" : "the key"
+                        throw BatchLine.LineError(message: "\(mine) \"\(key)\" is already \(theirs) of line \(first); each item needs its own")
+                    }
                     count += 1
                 } catch {
                     let message = (error as? BatchLine.LineError)?.message ?? "\(error)"
@@ -91,7 +105,7 @@ struct BatchCommand: AsyncParsableCommand {
             if let failure { throw failure }
             if !chunk.isEmpty { added += try store.addBatchItems(batch.id, chunk) }
             let sealed = try store.sealBatch(batch.id)
-            print("batch \(name): \(count) items, \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
+            print("batch \(name): \(count) item\(count == 1 ? "" : "s"), \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
         }
     }
 

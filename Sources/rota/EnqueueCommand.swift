@@ -39,10 +39,10 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The payload, JSON (default {}).", valueName: "json"))
     var payload: String?
 
-    @Option(name: .long, help: ArgumentHelp("The queue (default: default).", valueName: "queue"))
+    @Option(name: .long, help: ArgumentHelp("The queue.", valueName: "queue"))
     var queue: String = "default"
 
-    @Option(name: .long, help: ArgumentHelp("0 or more; higher runs first among due tasks (default 0).", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("0 or more; higher runs first among due tasks.", valueName: "n"))
     var priority: Int = 0
 
     @Option(name: .long, help: ArgumentHelp("When it becomes due, ISO-8601 with a zone (2026-12-01T06:00:00Z).", valueName: "instant"))
@@ -51,7 +51,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .customLong("in"), help: ArgumentHelp("Due after this duration (90s, 15m, 2h, 7d).", valueName: "duration"))
     var delay: String?
 
-    @Option(name: .long, help: ArgumentHelp("Attempts it may use, 1 or more (default 3; 1 means no retry).", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Attempts it may use, 1 or more (1 means no retry).", valueName: "n"))
     var maxAttempts: Int = 3
 
     @Option(name: .long, help: ArgumentHelp("Time limit of one attempt (90s, 15m, 2h).", valueName: "duration"))

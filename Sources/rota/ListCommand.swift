@@ -42,10 +42,10 @@ struct ListCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only tasks created within this duration (90s, 15m, 2h, 7d).", valueName: "duration"))
     var since: String?
 
-    @Option(name: .long, help: ArgumentHelp("Only tasks with an id below this (to page back).", valueName: "id"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Only tasks with an id below this (to page back).", valueName: "id"))
     var before: Int64?
 
-    @Option(name: .long, help: ArgumentHelp("At most this many tasks (default: a screenful; 0 for no limit).", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("At most this many tasks (default: a screenful; 0 for no limit).", valueName: "n"))
     var limit: Int?
 
     @Flag(name: .long, help: "Every matching task (same as --limit 0).")

@@ -36,7 +36,7 @@ struct NextCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Start after this instant: ISO-8601 with Z or an offset (default: now).", valueName: "instant"))
     var from: String?
 
-    @Option(name: .long, help: ArgumentHelp("How many instants to print, 1-\(NextCommand.maximumCount).", valueName: "k"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("How many instants to print, 1-\(NextCommand.maximumCount).", valueName: "k"))
     var count: Int = 5
 
     @Flag(name: .long, help: "Also print each instant on the zone's wall clock, with its UTC offset and weekday.")

@@ -35,7 +35,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Load cron schedules from the files in this directory (SIGHUP reloads them).", valueName: "dir"))
     var schedules: String?
 
-    @Option(name: .long, help: "Tasks run at once per queue.")
+    @Option(name: .long, parsing: .unconditional, help: "Tasks run at once per queue.")
     var concurrency: Int = 4
 
     @Flag(name: .long, help: "Exit 0 once no task this scheduler can run is scheduled or running.")
@@ -47,13 +47,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "full: every commit survives power loss; normal: faster, survives a process crash.")
     var durability: DurabilityOption = .full
 
-    @Option(name: .long, help: "Seconds running tasks get to finish after SIGTERM/SIGINT.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds running tasks get to finish after SIGTERM/SIGINT.")
     var grace: Double = 30
 
-    @Option(name: .long, help: "Milliseconds between polls for tasks enqueued by other processes.")
+    @Option(name: .long, parsing: .unconditional, help: "Milliseconds between polls for tasks enqueued by other processes.")
     var pollMs: Int = 50
 
-    @Option(name: .long, help: "Milliseconds between looks for other processes' commits (cheap; a commit starts a claim at once). 0: poll only.")
+    @Option(name: .long, parsing: .unconditional, help: "Milliseconds between looks for other processes' commits (cheap; a commit starts a claim at once). 0: poll only.")
     var watchMs: Int = 5
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -78,6 +78,11 @@ struct RunCommand: AsyncParsableCommand {
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
+        }
+        // Bad schedule files stop the start before anything is created or written.
+        if let directory = schedules {
+            let loaded = ScheduleLoading.load(directory: directory)
+            if !loaded.isValid { throw scheduleErrors(loaded.errors, directory: directory) }
         }
         let store = try global.openStore(.create, durability: durability == .full ? .full : .normal)
         let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
@@ -124,8 +129,7 @@ func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> Sch
     let service = ScheduleService(store: store, directory: directory, logger: Logger(label: "rota.schedules"))
     switch try store.loadSchedules(directory: directory) {
     case .rejected(let errors):
-        FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
-        throw CLIError.usage("--schedules \(directory): \(errors.count) error\(errors.count == 1 ? "" : "s"); no schedule was loaded")
+        throw scheduleErrors(errors, directory: directory)
     case .synced(let result, let loaded):
         Logger(label: "rota.schedules").notice("schedules loaded", metadata: [
             "directory": "\(directory)", "schedules": "\(loaded.specs.count)", "added": "\(result.added.count)",
@@ -133,6 +137,12 @@ func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> Sch
         ])
     }
     return service
+}
+
+/// Prints every error of a schedule directory (`file:line:column: message`) and returns the usage error to exit with.
+func scheduleErrors(_ errors: [ScheduleFileError], directory: String) -> CLIError {
+    FileHandle.standardError.write(Data(errors.map { "\($0)\n" }.joined().utf8))
+    return CLIError.usage("--schedules \(directory): \(errors.count) error\(errors.count == 1 ? "" : "s"); no schedule was loaded")
 }
 
 /// Serves, with `concurrency` slots each, the queues of active schedules that `scheduler` does not serve yet.

@@ -75,12 +75,14 @@ struct SchedulesListCommand: ParsableCommand {
                 let sameTiming = record.map { $0.spec.expression == spec.expression && $0.spec.timeZone == spec.timeZone } ?? false
                 let next = record.flatMap { $0.active && sameTiming ? $0.nextFireAt : nil }
                     ?? FirePlan.firstFire(of: spec, after: now)
-                rows.append(CronCLIScheduleRow(spec: spec, active: record?.active ?? false, next: next, last: record?.lastFireAt))
+                rows.append(CronCLIScheduleRow(spec: spec, active: record?.active ?? false, stored: record != nil, next: next,
+                                               last: record?.lastFireAt))
             }
         } else {
             let store = try global.openStore(.readOnly)
             rows = try store.schedules().map {
-                CronCLIScheduleRow(spec: $0.spec, active: $0.active, next: $0.active ? $0.nextFireAt : nil, last: $0.lastFireAt)
+                CronCLIScheduleRow(spec: $0.spec, active: $0.active, stored: true, next: $0.active ? $0.nextFireAt : nil,
+                                   last: $0.lastFireAt)
             }
         }
         if json {
@@ -94,7 +96,7 @@ struct SchedulesListCommand: ParsableCommand {
         let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "ACTIVE", "RUNS"]
         let table = rows.map { row in
             [row.spec.name, row.spec.timeZone, row.next.map(CronCLITime.utc) ?? "-", row.last.map(CronCLITime.utc) ?? "-",
-             row.spec.expression, row.active ? "yes" : "no", row.runs]
+             row.spec.expression, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
     }
@@ -142,6 +144,8 @@ func cronCLIReport(_ loaded: ScheduleDirectory) throws {
 struct CronCLIScheduleRow {
     var spec: ScheduleSpec
     var active: Bool
+    /// False for a schedule of the files that the database does not hold yet (shown as `new`).
+    var stored: Bool
     var next: Date?
     var last: Date?
 
@@ -177,6 +181,7 @@ struct CronCLIScheduleRow {
             ("overlap", .string(spec.overlap.rawValue)),
             ("source", spec.source.map { .string($0) } ?? .null),
             ("active", .bool(active)),
+            ("stored", .bool(stored)),
             ("next_fire_at", next.map { .string(CronCLITime.utc($0)) } ?? .null),
             ("last_fire_at", last.map { .string(CronCLITime.utc($0)) } ?? .null),
         ])

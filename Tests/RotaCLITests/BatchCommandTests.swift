@@ -50,4 +50,43 @@ struct BatchCommandTests {
         #expect(unhandled.first?["reason"] as? String == "no_worker_handles_name")
         #expect(unhandled.first?["scheduled"] as? Int == 1)
     }
+
+    /// Two lines with one item identity are an input error (the second would be taken for the first and
+    /// dropped); an unreadable file says why. Nothing is written in either case.
+    @Test func aKeyUsedTwiceAndAMissingFileAreRefusedAndNothingIsWritten() async throws {
+        let db = try TempDatabase()
+        let items = db.directory.appendingPathComponent("dup.jsonl")
+        try Data("""
+            {"argv": ["true"], "key": "k"}
+            {"argv": ["false"], "key": "k"}
+            {"argv": ["true"], "key": "line:4"}
+            {"argv": ["true"]}
+
+            """.utf8).write(to: items)
+        let refused = try await db.rota("batch", "submit", "--name", "d", items.path)
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("dup.jsonl:2: key \"k\" is already the key of line 1"), "\(refused)")
+        #expect(refused.stderr.contains("dup.jsonl:4: this line's default key \"line:4\" is already the key of line 3"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: db.path))
+        let missing = try await db.rota("batch", "submit", "--name", "d", db.directory.appendingPathComponent("nope.jsonl").path)
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("nope.jsonl: no such file"), "\(missing)")
+        #expect(!FileManager.default.fileExists(atPath: db.path))
+    }
+
+    /// A batch whose dead items are retried is running again, and `--watch` follows it (migration 8).
+    @Test func aRetriedBatchIsRunningAgain() async throws {
+        let db = try TempDatabase()
+        let items = db.directory.appendingPathComponent("items.jsonl")
+        try Data(#"{"argv": ["false"]}"#.appending("\n").utf8).write(to: items)
+        let submitted = try await db.rota("batch", "submit", "--name", "b", "--max-attempts", "1", items.path)
+        #expect(submitted.stdout.contains("1 item, 1 added"), "\(submitted)")
+        #expect(try await db.rota("run", "--until-empty", "--durability", "normal").status == 0)
+        #expect(try await db.rota("batch", "status", "b").stdout.hasPrefix("batch b (complete"))
+        #expect(try await db.rota("batch", "retry", "b").status == 0)
+        let status = try await db.rota("batch", "status", "b", "--json").object()
+        #expect(status["completed_at"] is NSNull)
+        #expect(status["finished"] as? Int == 0)
+        #expect(try await db.rota("batch", "status", "b").stdout.hasPrefix("batch b (running"))
+    }
 }

@@ -117,6 +117,22 @@ struct EnqueueCommandTests {
         #expect(result.status == 2)
         #expect(result.stderr.contains("name"))
     }
+
+    /// Negative numbers reach the option's own check (not "missing value"); a database in a missing
+    /// directory is named as such, and nothing is created.
+    @Test func negativeNumbersAndAMissingDirectoryGetClearErrors() async throws {
+        let db = try TempDatabase()
+        let negative = try await db.rota("enqueue", "job", "--priority", "-1")
+        #expect(negative.status == 2)
+        #expect(negative.stderr.contains("--priority: must be 0 or more"), "\(negative)")
+        let limit = try await db.rota("list", "--limit", "-1")
+        #expect(limit.status == 2)
+        #expect(limit.stderr.contains("--limit: must be 0 (no limit) or more"), "\(limit)")
+        let nowhere = db.directory.appendingPathComponent("missing/rota.db").path
+        let result = try await Rota.run(["enqueue", "job", "--db", nowhere])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("the directory \(db.directory.appendingPathComponent("missing").path) does not exist"), "\(result)")
+    }
 }
 
 /// Parses a `--json` instant (ISO-8601 UTC with milliseconds).

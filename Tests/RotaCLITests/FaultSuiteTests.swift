@@ -338,6 +338,7 @@ private func faultCount(_ path: String, _ sql: String) throws -> Int { Int(try f
             let refused = try faultRun(["run", "--db", db, "--schedules", schedules], in: dir, timeout: 30)
             #expect(refused.status == 2)
             #expect(refused.stderr.contains("b.cron:1:1"))
+            #expect(!FileManager.default.fileExists(atPath: db))  // refused before anything was created
             try FileManager.default.removeItem(atPath: schedules + "/b.cron")
             let runner = try faultStart(["run", "--db", db, "--schedules", schedules, "--durability", "normal"], in: dir)
             defer { sigkill(runner.processIdentifier); runner.waitUntilExit() }

@@ -139,7 +139,7 @@ import Rota
         #expect(going["next_fire_at"] is NSNull)
         #expect(Set(minute.keys) == [
             "name", "expression", "timezone", "task", "payload", "queue", "priority", "max_attempts", "timeout_seconds",
-            "missed", "overlap", "source", "active", "next_fire_at", "last_fire_at",
+            "missed", "overlap", "source", "active", "stored", "next_fire_at", "last_fire_at",
         ])
     }
 
@@ -174,7 +174,7 @@ import Rota
         #expect(run.stderr.contains("no database"), "\(run)")
         let rows = try objects(run)
         #expect(rows.map { $0["name"] as? String } == ["morning", "new-year"])
-        #expect(rows.allSatisfy { $0["active"] as? Bool == false && $0["last_fire_at"] is NSNull })
+        #expect(rows.allSatisfy { $0["active"] as? Bool == false && $0["stored"] as? Bool == false && $0["last_fire_at"] is NSNull })
         let next = try #require((rows[1]["next_fire_at"] as? String).flatMap(cronCLIParseUTC))
         #expect(next > Date() && next <= Date().addingTimeInterval(366 * 86_400))
         #expect((rows[1]["next_fire_at"] as? String)?.hasSuffix("-01-01T00:00:00Z") == true)
@@ -193,7 +193,12 @@ import Rota
         #expect(rows[0]["last_fire_at"] as? String == "2027-01-15T08:01:00Z")
         #expect(rows[0]["next_fire_at"] as? String == "2027-01-15T08:02:00Z")
         #expect(rows[2]["active"] as? Bool == false)
+        #expect(rows[0]["stored"] as? Bool == true && rows[2]["stored"] as? Bool == false)
         #expect(rows[2]["last_fire_at"] is NSNull)
+        // In the table, a schedule the database lacks is `new` (not `no`, which a removed one shows).
+        let table = try CronCLIRun(["schedules", "--schedules", schedules, "--db", database])
+        let line = try #require(table.stdout.split(separator: "\n").first { $0.hasPrefix("brand-new") })
+        #expect(line.contains(" new "), "\(table.stdout)")
         #expect((rows[2]["next_fire_at"] as? String)?.hasSuffix(":00:00Z") == true)
     }
 

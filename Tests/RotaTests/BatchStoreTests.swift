@@ -57,10 +57,14 @@ import Testing
         #expect(callbacks.count == 1)
         #expect(callbacks.first?.queue == "reports")
         #expect(callbacks.first?.payload.contains("nightly") == true)
-        // Retrying its dead items and finishing them again does not fire a second callback.
+        // Retrying its dead items makes it running again (migration 8); finishing them completes it anew,
+        // without a second callback.
         #expect(try store.retryBatch("nightly") == 5)
-        #expect(try store.batch(named: "nightly")?.finished == 5)
+        let reopened = try #require(try store.batch(named: "nightly"))
+        #expect(reopened.finished == 5 && reopened.completedAt == nil && reopened.phase == "running")
         #expect(try work(limit: 100) { $0.name == "item" ? .succeeded(result: nil) : .retry(outcome: .failed, error: "later", runAt: Date(timeIntervalSinceNow: 3600)) } >= 5)
+        let again = try #require(try store.batch(named: "nightly"))
+        #expect(again.finished == 10 && again.completedAt != nil && again.phase == "complete")
         callbacks = try await store.list(TaskFilter(name: "report", limit: 10))
         #expect(callbacks.count == 1)
     }
