@@ -82,7 +82,7 @@ public enum Migrator {
                 "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") ?? 0
             if tables > 0 {
                 throw MigrationError(code: .foreignDatabase,
-                                     message: "\(db.path) is a SQLite database but not a Rota database (it has \(tables) tables and no rota_migrations); refusing to change it")
+                                     message: "\(db.path) is a SQLite database but not a Rota database (it has \(tables) table\(tables == 1 ? "" : "s") and no rota_migrations table); Rota neither reads nor changes it")
             }
             return Status(appliedVersion: 0, knownVersion: known, pending: migrations.map(\.version))
         }

@@ -323,7 +323,7 @@ import Testing
             try withConnection(path, mode: .readWriteCreate) { db throws in
                 try db.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers(name) VALUES ('Ada')")
             }
-            try expectRefusal(.foreignDatabase, at: path, messageContains: [path, "not a Rota database", "1 tables"]) { db throws in
+            try expectRefusal(.foreignDatabase, at: path, messageContains: [path, "not a Rota database", "1 table and"]) { db throws in
                 try Migrator.migrate(db, with: [Self.m1, Self.m2], now: Self.t1)
             }
             try withConnection(path) { db throws in
