@@ -82,7 +82,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             var isDirectory: ObjCBool = false
             if configuration.access == .create, !directory.isEmpty,
                !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                throw RotaError(.database, "cannot create the database \(path): the directory \(directory) does not exist")
+                throw RotaError(.database, "cannot create the database \(path): \(directory) is not a directory Rota can reach (missing, a file, or not searchable)")
             }
             let options = Connection.Options(
                 mode: configuration.access == .readOnly ? .readOnly : (configuration.access == .create ? .readWriteCreate : .readWrite),

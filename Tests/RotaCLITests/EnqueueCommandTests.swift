@@ -131,7 +131,7 @@ struct EnqueueCommandTests {
         let nowhere = db.directory.appendingPathComponent("missing/rota.db").path
         let result = try await Rota.run(["enqueue", "job", "--db", nowhere])
         #expect(result.status == 1)
-        #expect(result.stderr.contains("the directory \(db.directory.appendingPathComponent("missing").path) does not exist"), "\(result)")
+        #expect(result.stderr.contains("\(db.directory.appendingPathComponent("missing").path) is not a directory Rota can reach"), "\(result)")
     }
 }
 

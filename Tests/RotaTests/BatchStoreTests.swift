@@ -69,6 +69,27 @@ import Testing
         #expect(callbacks.count == 1)
     }
 
+    /// on_complete runs once even when its task is purged and the batch completes again after new items
+    /// reopened it (migration 8: the batch remembers the callback fired).
+    @Test func aPurgedCallbackIsNotEnqueuedAgainWhenTheBatchCompletesAgain() async throws {
+        let batch = try store.submitBatch(name: "p", taskName: "item", payloads: [Item(n: 1)], onComplete: #"{"name": "report"}"#)
+        #expect(try work { _ in .succeeded(result: nil) } == 1)  // the item
+        #expect(try work { _ in .succeeded(result: nil) } == 1)  // the callback
+        #expect(try store.batch(named: "p")?.completedAt != nil)
+        #expect(try await store.purge(olderThan: Date().addingTimeInterval(60), states: [.succeeded]) == 2)
+        #expect(try await store.list(TaskFilter(name: "report", limit: 10)).isEmpty)
+        // New items reopen the completed batch; finishing them completes it without a second callback.
+        _ = try store.openBatch(name: "p")
+        #expect(try store.addBatchItems(batch.id, [TaskSpec(name: "item", batchID: batch.id, batchItem: "extra")]) == 1)
+        let reopened = try #require(try store.batch(named: "p"))
+        #expect(reopened.completedAt == nil)
+        _ = try store.sealBatch(batch.id)
+        #expect(try store.batch(named: "p")?.phase == "running")
+        #expect(try work { _ in .succeeded(result: nil) } == 1)
+        #expect(try store.batch(named: "p")?.completedAt != nil)
+        #expect(try await store.list(TaskFilter(name: "report", limit: 10)).isEmpty)
+    }
+
     @Test func aBatchWhoseItemsAllFinishedBeforeSealingCompletesAtSeal() throws {
         let batch = try store.openBatch(name: "quick", onComplete: #"{"name": "report"}"#)
         _ = try store.addBatchItems(batch.id, [TaskSpec(name: "item", batchItem: "1")])
