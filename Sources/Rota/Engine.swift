@@ -527,9 +527,7 @@ final class Engine: @unchecked Sendable {
         var requests: [ClaimRequest] = []
         for (executor, key) in [(ExecutorKind.process, "pool:process"), (.threadPool, "pool:threads")] {
             guard let names = namesByExecutor[executor] else { continue }
-            let poolFree = executor == .process
-                ? settings.maxProcesses - busyByExecutor[.process, default: 0]
-                : settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
+            let poolFree = freeSlotsLocked(executor)
             guard poolFree > 0 else { continue }
             let pool = ClaimBudget(key: key, limit: poolFree)
             let share = (poolFree + wanting.count - 1) / wanting.count
@@ -560,15 +558,18 @@ final class Engine: @unchecked Sendable {
         var names: [String] = []
         var full = false
         for (executor, entries) in namesByExecutor {
-            let free: Int
-            switch executor {
-            case .async: free = 1
-            case .process: free = settings.maxProcesses - busyByExecutor[.process, default: 0]
-            case .threadPool: free = settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
-            }
-            if free > 0 { names += entries } else { full = true }
+            if executor == .async || freeSlotsLocked(executor) > 0 { names += entries } else { full = true }
         }
         return (queueNames, names.sorted(), full)
+    }
+
+    /// The free slots of the thread pool or the process pool (lock held); async handlers have no pool.
+    private func freeSlotsLocked(_ executor: ExecutorKind) -> Int {
+        switch executor {
+        case .async: return .max
+        case .process: return settings.maxProcesses - busyByExecutor[.process, default: 0]
+        case .threadPool: return settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
+        }
     }
 
     // MARK: Dispatch and finish

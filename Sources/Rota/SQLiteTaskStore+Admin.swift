@@ -71,17 +71,11 @@ extension SQLiteTaskStore {
                     GROUP BY queue, name HAVING sum(n) > 0 ORDER BY queue, name
                     """, [], { ($0.string(0), $0.string(1), $0.int(2)) })
                 if groups.isEmpty { return [] }
-                let live = try db.query("""
-                    SELECT queues, task_names FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?
-                    """, [.integer(now.unixMillis - WorkerRecord.livenessWindow.milliseconds)]) {
-                    (queues: Self.decodeArray($0.string(0)), names: Self.decodeArray($0.string(1)))
-                }
-                func handles(_ names: [String], _ name: String) -> Bool { names.contains(name) || names.contains("*") }
+                let live = try Self.workers(db).filter { $0.isLive(now: now) }
                 var unhandled: [UnhandledTasks] = []
-                for (queue, name, count) in groups
-                where !live.contains(where: { $0.queues.contains(queue) && handles($0.names, name) }) {
+                for (queue, name, count) in groups where !live.contains(where: { $0.queues.contains(queue) && $0.handles(name) }) {
                     unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
-                                                    nameHandledElsewhere: live.contains { handles($0.names, name) }))
+                                                    nameHandledElsewhere: live.contains { $0.handles(name) }))
                 }
                 guard let batch, !unhandled.isEmpty else { return unhandled }
                 // The batch's own scheduled items per queue and name: one pass over them.

@@ -691,17 +691,20 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func workers() async throws -> [WorkerRecord] {
-        try read { db in
-            try db.query("""
-                SELECT id, host, pid, queues, task_names, concurrency, started_at, heartbeat_at, stopped_at
-                FROM workers ORDER BY heartbeat_at DESC, id
-                """) { row in
-                WorkerRecord(id: row.string(0), host: row.string(1), pid: Int32(truncatingIfNeeded: row.int64(2)),
-                             queues: Self.decodeArray(row.string(3)), taskNames: Self.decodeArray(row.string(4)),
-                             concurrency: row.int(5), startedAt: Date(unixMillis: row.int64(6)),
-                             heartbeatAt: Date(unixMillis: row.int64(7)),
-                             stoppedAt: row.optionalInt64(8).map { Date(unixMillis: $0) })
-            }
+        try read { db in try Self.workers(db) }
+    }
+
+    /// Every worker row, most recent heartbeat first (inside the caller's read).
+    static func workers(_ db: Connection) throws -> [WorkerRecord] {
+        try db.query("""
+            SELECT id, host, pid, queues, task_names, concurrency, started_at, heartbeat_at, stopped_at
+            FROM workers ORDER BY heartbeat_at DESC, id
+            """) { row in
+            WorkerRecord(id: row.string(0), host: row.string(1), pid: Int32(truncatingIfNeeded: row.int64(2)),
+                         queues: Self.decodeArray(row.string(3)), taskNames: Self.decodeArray(row.string(4)),
+                         concurrency: row.int(5), startedAt: Date(unixMillis: row.int64(6)),
+                         heartbeatAt: Date(unixMillis: row.int64(7)),
+                         stoppedAt: row.optionalInt64(8).map { Date(unixMillis: $0) })
         }
     }
 

@@ -344,7 +344,7 @@ enum BatchFormat {
         var object = fields(status.batch)
         object["unhandled"] = unhandled.map {
             ["queue": $0.queue, "name": $0.name, "scheduled": $0.scheduled,
-             "reason": $0.nameHandledElsewhere ? "no_worker_serves_queue" : "no_worker_handles_name"] as [String: Any]
+             "reason": $0.reason] as [String: Any]
         }
         object["states"] = Dictionary(uniqueKeysWithValues: status.states.map { ($0.key.rawValue, $0.value) })
         object["rate_per_second"] = status.rate ?? NSNull()

@@ -27,9 +27,10 @@ struct StatsCommand: AsyncParsableCommand {
         let stats = try await store.stats(now: now)
         let workers = try await store.workers()
         let live = workers.filter { $0.isLive(now: now) }
-        let unhandled = stats.scheduledByName.filter { name, count in count > 0 && !live.contains { $0.handles(name) } }
-            .sorted { $0.key < $1.key }
         let unserved = try store.unhandledTasks(now: now)
+        // Names no live worker handles in any queue: their groups, summed per name.
+        let unhandled = Dictionary(unserved.filter { !$0.nameHandledElsewhere }.map { ($0.name, $0.scheduled) }, uniquingKeysWith: +)
+            .sorted { $0.key < $1.key }
         if output.json {
             printJSON(Self.json(stats, workers: workers, unhandled: unhandled, unserved: unserved, now: now))
             return
@@ -121,10 +122,15 @@ func unservedWarning(_ group: UnhandledTasks) -> String {
     "no live worker that handles \(group.name) serves queue \(group.queue) (\(group.scheduled) scheduled)"
 }
 
-/// `[{queue, name, scheduled, reason}]`: reason `no_worker_handles_name` or `no_worker_serves_queue`.
+/// `[{queue, name, scheduled, reason}]`.
 func unhandledJSON(_ groups: [UnhandledTasks]) -> JSON {
     .array(groups.map {
         .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("scheduled", .int($0.scheduled)),
-                 ("reason", .string($0.nameHandledElsewhere ? "no_worker_serves_queue" : "no_worker_handles_name"))])
+                 ("reason", .string($0.reason))])
     })
+}
+
+extension UnhandledTasks {
+    /// Why no live worker runs them, as `--json` says it: `no_worker_handles_name` or `no_worker_serves_queue`.
+    var reason: String { nameHandledElsewhere ? "no_worker_serves_queue" : "no_worker_handles_name" }
 }
