@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Rota", targets: ["Rota"]),
+        .library(name: "RotaSQLiteStore", targets: ["RotaSQLiteStore"]),
         .library(name: "RotaCron", targets: ["RotaCron"]),
         .executable(name: "rota", targets: ["rota"]),
     ],
@@ -47,17 +48,23 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["RotaMigrationsGen"]
         ),
-        // The model, the task store (all SQL), the scheduler actor and its executors.
+        // The core: the model, the store protocols, validation, the scheduler, its engine and executors, the
+        // schedule service and the in-memory store. No database: the compiler keeps SQLite out.
         .target(
             name: "Rota",
             dependencies: [
-                "RotaSQLite",
                 "RotaCron",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: strict
+        ),
+        // The SQLite store: SQLiteTaskStore, all its SQL, and the migrations carried in the binary.
+        .target(
+            name: "RotaSQLiteStore",
+            dependencies: ["Rota", "RotaSQLite"],
             swiftSettings: strict,
             plugins: ["RotaMigrationsPlugin"]
         ),
@@ -66,6 +73,7 @@ let package = Package(
             name: "rota",
             dependencies: [
                 "Rota",
+                "RotaSQLiteStore",
                 "RotaCron",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -79,11 +87,13 @@ let package = Package(
             name: "RotaTests",
             dependencies: [
                 "Rota",
+                "RotaSQLiteStore",
+                "RotaSQLite",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         // End-to-end: runs the built `rota` binary against real database files.
-        .testTarget(name: "RotaCLITests", dependencies: ["rota"], swiftSettings: strict),
+        .testTarget(name: "RotaCLITests", dependencies: ["rota", "Rota", "RotaSQLiteStore"], swiftSettings: strict),
     ]
 )

@@ -51,7 +51,10 @@ final class Engine: @unchecked Sendable {
 
     let settings: Settings
     let store: any TaskStore
-    let sqlite: SQLiteTaskStore?
+    /// The store's optional capabilities, discovered once.
+    let blockingTurns: (any ClaimTurnBlocking)?
+    let commitWatching: (any CommitWatching)?
+    let checkpointing: (any BackgroundCheckpointing)?
     let handlers: [String: HandlerEntry]
     let pools: Pools
     let logger: Logger
@@ -62,15 +65,13 @@ final class Engine: @unchecked Sendable {
     private var completions: [Completion] = []
     private var firstPendingAt: ContinuousClock.Instant?
     private var running: [TaskID: Running] = [:]
-    private var busyByQueue: [String: Int] = [:]
-    private var busyByExecutor: [ExecutorKind: Int] = [:]
     private var wakeRequested = false
     private var shutdownDeadline: ContinuousClock.Instant?
     private var finished = false
-    /// The slots of each queue served (``serve(queue:concurrency:)`` changes them while it runs), the
-    /// names of those with slots, sorted, and whether the worker row has yet to show a change.
-    private var queueSlots: [String: Int]
-    private var queueNames: [String]
+    /// The slots of each queue served (``serve(queue:concurrency:)`` changes them while it runs) and the
+    /// attempts in flight per queue and pool: what the next claim turn is planned from.
+    private var planner: ClaimPlanner
+    /// Whether the worker row has yet to show a change of the queues served.
     private var queuesChanged = false
     private var claimTurn = 0
 
@@ -80,14 +81,15 @@ final class Engine: @unchecked Sendable {
         var claimTime = Duration.zero, flushTime = Duration.zero
     }
     private var stats = LoopStats()
-    private let namesByExecutor: [ExecutorKind: [String]]
     private let loopExecutor = LoopExecutor()
-    private var checkpointer: BackgroundCheckpointer?
+    private var checkpointer: (any BackgroundWork)?
 
     init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
         self.settings = settings
         self.store = store
-        self.sqlite = store as? SQLiteTaskStore
+        self.blockingTurns = store as? any ClaimTurnBlocking
+        self.commitWatching = store as? any CommitWatching
+        self.checkpointing = store as? any BackgroundCheckpointing
         self.handlers = handlers
         self.pools = pools
         var logger = logger
@@ -95,13 +97,9 @@ final class Engine: @unchecked Sendable {
         self.logger = logger
         var names: [ExecutorKind: [String]] = [:]
         for entry in handlers.values { names[entry.executor, default: []].append(entry.name) }
-        self.namesByExecutor = names.mapValues { $0.sorted() }
-        self.queueSlots = settings.queues
-        self.queueNames = Self.served(settings.queues)
-    }
-
-    private static func served(_ slots: [String: Int]) -> [String] {
-        slots.filter { $0.value > 0 }.keys.sorted()
+        self.planner = ClaimPlanner(queueSlots: settings.queues, namesByExecutor: names.mapValues { $0.sorted() },
+                                    threadPoolSize: settings.threadPoolSize, maxProcesses: settings.maxProcesses,
+                                    maxClaimBatch: settings.maxClaimBatch)
     }
 
     // MARK: Control (any thread)
@@ -141,8 +139,7 @@ final class Engine: @unchecked Sendable {
     /// finish). The loop claims with them from its next turn and updates the worker row.
     func serve(queue: String, concurrency: Int) {
         lock.lock()
-        queueSlots[queue] = concurrency
-        queueNames = Self.served(queueSlots)
+        planner.queueSlots[queue] = concurrency
         queuesChanged = true
         wakeRequested = true
         lock.signal()
@@ -153,21 +150,21 @@ final class Engine: @unchecked Sendable {
     var servedQueues: [String: Int] {
         lock.lock()
         defer { lock.unlock() }
-        return queueSlots.filter { $0.value > 0 }
+        return planner.queueSlots.filter { $0.value > 0 }
     }
 
     /// The names of the queues served now (for the loop thread's store queries).
     private func currentQueueNames() -> [String] {
         lock.lock()
         defer { lock.unlock() }
-        return queueNames
+        return planner.servedQueues
     }
 
     /// The worker row for the queues served now.
     private func workerRecord(now: Date) -> WorkerRecord {
         lock.lock()
-        let names = queueNames
-        let slots = queueSlots.values.reduce(0) { $0 + max($1, 0) }
+        let names = planner.servedQueues
+        let slots = planner.queueSlots.values.reduce(0) { $0 + max($1, 0) }
         lock.unlock()
         return WorkerRecord(id: settings.workerID, host: settings.host, pid: settings.pid, queues: names,
                             taskNames: allNames, concurrency: slots, startedAt: now, heartbeatAt: now)
@@ -192,7 +189,7 @@ final class Engine: @unchecked Sendable {
         }
         do {
             if let interval = settings.checkpointInterval {
-                checkpointer = try sqlite?.startBackgroundCheckpoints(interval: interval) { [logger] error in
+                checkpointer = try checkpointing?.startBackgroundCheckpoints(interval: interval) { [logger] error in
                     logger.warning("background WAL checkpoint failed; commits checkpoint by themselves again",
                                    metadata: ["error": "\(error)"])
                 }
@@ -211,8 +208,8 @@ final class Engine: @unchecked Sendable {
         var backoff = Duration.zero
         var nextEmptyCheck = clock.now
         var carried: [Completion] = []
-        // Watching for other processes' commits (SQLite only): the last data version seen, and when to look.
-        let watchInterval = sqlite == nil ? nil : settings.watchInterval
+        // Watching for other processes' commits (a store that can tell): the last version seen, and when to look.
+        let watchInterval = commitWatching == nil ? nil : settings.watchInterval
         var nextWatch = watchInterval.map { clock.now.advanced(by: $0) }
         var dataVersion: Int64?
         defer {
@@ -257,7 +254,7 @@ final class Engine: @unchecked Sendable {
                     }
                 }
                 if case .running = phase, !inBackoff {
-                    if claimableLocked() > 0 {
+                    if planner.claimable > 0 {
                         if mayHaveMore { break }
                         if due(nextPoll) || due(nextDue) || due(nextWatch) { break }
                     }
@@ -415,9 +412,9 @@ final class Engine: @unchecked Sendable {
             // Claim up to the free slots (with the pending completions, in one transaction).
             let requests = claimRequests()
             var committedElsewhere = false
-            if let watchInterval, let sqlite, let watch = nextWatch, now >= watch {
+            if let watchInterval, let commitWatching, let watch = nextWatch, now >= watch {
                 nextWatch = now.advanced(by: watchInterval)
-                if let version = try? sqlite.dataVersion() {
+                if let version = try? commitWatching.externalCommitVersion() {
                     committedElsewhere = dataVersion.map { $0 != version } ?? false
                     dataVersion = version
                 }
@@ -440,9 +437,6 @@ final class Engine: @unchecked Sendable {
                     if !flushing.isEmpty { recordFlush(flushing, turn.applied) }
                     claimed = turn.claimed
                     filled = turn.filled
-                } catch let error as ClaimAfterFlushFailed {
-                    recordFlush(flushing, error.applied) // the completions are recorded; only the claim failed
-                    throw error.underlying
                 } catch {
                     carried = flushing + carried
                     throw error
@@ -492,62 +486,12 @@ final class Engine: @unchecked Sendable {
 
     private var allNames: [String] { handlers.keys.sorted() }
 
-    /// How many tasks a claim could take now: free slots of queues and executors (lock held).
-    private func claimableLocked() -> Int {
-        claimRequestsLocked().reduce(0) { $0 + $1.limit }
-    }
-
-    /// The requests of a claim turn; each turn starts from the next queue.
+    /// The requests of a claim turn (see ``ClaimPlanner``); each turn starts from the next queue.
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
         claimTurn &+= 1
-        return claimRequestsLocked(startingAt: claimTurn)
-    }
-
-    /// The requests of a turn (lock held), served in order in one transaction, with budgets for each
-    /// queue's free slots and each pool's free threads or processes (``ClaimBudget``):
-    /// 1. for the thread and process pools, an even share of the pool's free slots to every queue with
-    ///    free slots, starting from the turn's first queue (`startingAt` rotates it);
-    /// 2. then, where several queues share a pool, each may take what the pool has left: a share a queue
-    ///    did not use goes to the next one instead of idling for the turn;
-    /// 3. then each queue's async handlers, with what is left of the queue's slots (an exec request that
-    ///    comes back short leaves its slots to them).
-    private func claimRequestsLocked(startingAt turn: Int = 0) -> [ClaimRequest] {
-        let count = queueNames.count
-        guard count > 0 else { return [] }
-        let first = turn % count
-        let order = Array(queueNames[first...] + queueNames[..<first])
-        var wanting: [(queue: String, free: Int, budget: ClaimBudget)] = []
-        for queue in order {
-            let free = min(queueSlots[queue, default: 0] - busyByQueue[queue, default: 0], settings.maxClaimBatch)
-            if free > 0 { wanting.append((queue, free, ClaimBudget(key: "queue:" + queue, limit: free))) }
-        }
-        if wanting.isEmpty { return [] }
-        var requests: [ClaimRequest] = []
-        for (executor, key) in [(ExecutorKind.process, "pool:process"), (.threadPool, "pool:threads")] {
-            guard let names = namesByExecutor[executor] else { continue }
-            let poolFree = freeSlotsLocked(executor)
-            guard poolFree > 0 else { continue }
-            let pool = ClaimBudget(key: key, limit: poolFree)
-            let share = (poolFree + wanting.count - 1) / wanting.count
-            for want in wanting {
-                requests.append(ClaimRequest(queue: want.queue, names: names, limit: min(want.free, share),
-                                             budgets: [want.budget, pool]))
-            }
-            if wanting.count > 1 && share < poolFree {
-                for want in wanting where want.free > share {
-                    requests.append(ClaimRequest(queue: want.queue, names: names, limit: min(want.free, poolFree),
-                                                 budgets: [want.budget, pool]))
-                }
-            }
-        }
-        if let names = namesByExecutor[.async] {
-            for want in wanting {
-                requests.append(ClaimRequest(queue: want.queue, names: names, limit: want.free, budgets: [want.budget]))
-            }
-        }
-        return requests
+        return planner.requests(turn: claimTurn)
     }
 
     /// The queues served and the task names an executor with free slots runs (lock taken), and whether
@@ -555,21 +499,8 @@ final class Engine: @unchecked Sendable {
     private func claimableNames() -> (queues: [String], names: [String], poolFull: Bool) {
         lock.lock()
         defer { lock.unlock() }
-        var names: [String] = []
-        var full = false
-        for (executor, entries) in namesByExecutor {
-            if executor == .async || freeSlotsLocked(executor) > 0 { names += entries } else { full = true }
-        }
-        return (queueNames, names.sorted(), full)
-    }
-
-    /// The free slots of the thread pool or the process pool (lock held); async handlers have no pool.
-    private func freeSlotsLocked(_ executor: ExecutorKind) -> Int {
-        switch executor {
-        case .async: return .max
-        case .process: return settings.maxProcesses - busyByExecutor[.process, default: 0]
-        case .threadPool: return settings.threadPoolSize - busyByExecutor[.threadPool, default: 0]
-        }
+        let (names, full) = planner.claimableNames()
+        return (planner.servedQueues, names, full)
     }
 
     // MARK: Dispatch and finish
@@ -582,8 +513,9 @@ final class Engine: @unchecked Sendable {
             guard let entry = handlers[task.name] else { continue }
             let run = Running(task: task, entry: entry)
             running[task.id] = run
-            busyByQueue[task.queue, default: 0] += 1
-            if entry.executor != .async { busyByExecutor[entry.executor, default: 0] += 1 }
+            planner.busyByQueue[task.queue, default: 0] += 1
+            if entry.executor == .threadPool { planner.busyThreads += 1 }
+            if entry.executor == .process { planner.busyProcesses += 1 }
             started.append(run)
         }
         lock.unlock()
@@ -717,7 +649,8 @@ final class Engine: @unchecked Sendable {
 
     private func releaseExecutorSlot(_ executor: ExecutorKind) {
         lock.lock()
-        busyByExecutor[executor, default: 0] -= 1
+        if executor == .threadPool { planner.busyThreads -= 1 }
+        if executor == .process { planner.busyProcesses -= 1 }
         lock.signal()
         lock.unlock()
     }
@@ -764,8 +697,8 @@ final class Engine: @unchecked Sendable {
         running.removeValue(forKey: task.id)
         if completions.isEmpty { firstPendingAt = clock.now }
         completions.append(completion)
-        busyByQueue[task.queue, default: 0] -= 1
-        if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
+        planner.busyByQueue[task.queue, default: 0] -= 1
+        if run.entry.executor == .process { planner.busyProcesses -= 1 }
         // Wake the loop only when it has something to do: the first pending completion starts the
         // group-commit clock, and the flush is due once as many have finished as are still running.
         if completions.count == 1 || completions.count >= running.count { lock.signal() }
@@ -802,8 +735,8 @@ final class Engine: @unchecked Sendable {
         let runs = Array(running.values)
         running.removeAll()
         for run in runs {
-            busyByQueue[run.task.queue, default: 0] -= 1
-            if run.entry.executor == .process { busyByExecutor[.process, default: 0] -= 1 }
+            planner.busyByQueue[run.task.queue, default: 0] -= 1
+            if run.entry.executor == .process { planner.busyProcesses -= 1 }
         }
         if !runs.isEmpty {
             logger.warning("handlers did not stop after cancellation; handing their tasks back",
@@ -863,8 +796,8 @@ final class Engine: @unchecked Sendable {
     }
 
     private func finishLoop(flushing leftovers: [Completion]) {
-        if let checkpointer, let sqlite {
-            sqlite.stopBackgroundCheckpoints(checkpointer)
+        if let checkpointer {
+            checkpointer.stop()
             self.checkpointer = nil
         }
         if !leftovers.isEmpty {
@@ -888,30 +821,19 @@ final class Engine: @unchecked Sendable {
     // MARK: Store access
 
     private func complete(_ completions: [Completion]) throws -> [Bool] {
-        if let sqlite { return try sqlite.completeBatch(completions) }
-        return try blocking { [store] in try await store.complete(completions) }
+        try completeAndClaim(completions, [], leaseUntil: Date()).applied
     }
 
-    /// Records `completions` and claims for `requests`: in one transaction on SQLite, else one call after the other.
-    private func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest],
-                                  leaseUntil: Date) throws -> (applied: [Bool], claimed: [ClaimedTask], filled: Bool) {
+    /// Records `completions` and claims for `requests`: the store's turn, in one transaction where it can.
+    /// A store that may block runs it right here on the loop thread; another through ``blocking(_:)``.
+    private func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest], leaseUntil: Date) throws -> ClaimTurn {
         let worker = settings.workerID
-        if let sqlite { return try sqlite.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date()) }
-        let applied = completions.isEmpty ? [] : try complete(completions)
-        do {
-            let claimed = try blocking { [store] in
-                try await store.claim(requests, worker: worker, leaseUntil: leaseUntil, now: Date())
-            }
-            return (applied, claimed, !claimed.isEmpty)  // another store says nothing of limits: claim again
-        } catch {
-            throw ClaimAfterFlushFailed(applied: applied, underlying: error)
+        if let blockingTurns {
+            return try blockingTurns.completeAndClaimBlocking(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
         }
-    }
-
-    /// Another store's claim failed after its completions were recorded (SQLite does both in one transaction).
-    private struct ClaimAfterFlushFailed: Error {
-        var applied: [Bool]
-        var underlying: any Error
+        return try blocking { [store] in
+            try await store.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
+        }
     }
 
     /// Counts a flush and warns of completions whose lease was lost.
@@ -1036,7 +958,7 @@ final class OneShot<T: Sendable>: Sendable {
 
 extension Duration {
     /// The duration in seconds, as a `TimeInterval`.
-    var seconds: TimeInterval {
+    package var seconds: TimeInterval {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -340,7 +340,7 @@ public struct Completion: Sendable, Equatable {
     /// The task's queue and name when the caller knows them (the scheduler does, from the claim): the store
     /// then counts a success without reading them back (a RETURNING clause per row costs about a tenth of
     /// a task's whole lifecycle in SQLite).
-    var queueAndName: QueueAndName?
+    package var queueAndName: QueueAndName?
 
     /// Creates a completion.
     public init(taskID: TaskID, attempt: Int, worker: String, startedAt: Date, finishedAt: Date, resolution: Resolution) {
@@ -356,9 +356,9 @@ public struct Completion: Sendable, Equatable {
 }
 
 /// A task's queue and name (see ``Completion``).
-struct QueueAndName: Sendable, Equatable {
-    var queue: String
-    var name: String
+package struct QueueAndName: Sendable, Equatable {
+    package var queue: String
+    package var name: String
 }
 
 /// A worker (one scheduler process) as registered in the database.

@@ -1,5 +1,3 @@
-import RotaSQLite
-
 /// An error from Rota's API and store, with a code to match on and a message a person can act on.
 ///
 /// Codes are static members so new ones can be added without breaking callers:
@@ -36,11 +34,11 @@ public struct RotaError: Error, CustomStringConvertible, Sendable, Equatable {
     public let field: String?
     /// What went wrong and what was expected.
     public let message: String
-    /// The SQLite error underneath, when there is one.
-    public let underlying: SQLiteError?
+    /// The store's own error underneath (e.g. a `SQLiteError`), when there is one. Not part of equality.
+    public let underlying: (any Error & Sendable)?
 
     /// Creates an error.
-    public init(_ code: Code, field: String? = nil, _ message: String, underlying: SQLiteError? = nil) {
+    public init(_ code: Code, field: String? = nil, _ message: String, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.field = field
         self.message = message
@@ -48,26 +46,15 @@ public struct RotaError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// True when retrying the same call later can succeed (busy, full).
-    public var isRetryable: Bool { code == .busy || code == .full || (underlying?.isRetryable ?? false) }
+    public var isRetryable: Bool { code == .busy || code == .full }
+
+    /// Errors are equal when their code, field and message are.
+    public static func == (lhs: RotaError, rhs: RotaError) -> Bool {
+        lhs.code == rhs.code && lhs.field == rhs.field && lhs.message == rhs.message
+    }
 
     public var description: String {
         if let field { return "\(field): \(message)" }
         return message
-    }
-
-    /// Wraps an error thrown by the SQLite layer into a ``RotaError`` with an actionable message.
-    static func wrapping(_ error: any Error, path: String) -> any Error {
-        if let error = error as? MigrationError { return RotaError(.database, error.message) }
-        guard let error = error as? SQLiteError else { return error }
-        if error.isBusy {
-            return RotaError(.busy, "the database \(path) is locked by another process past the busy timeout; nothing was written, retry later (\(error.message))", underlying: error)
-        }
-        if error.isFull {
-            return RotaError(.full, "the disk or database \(path) is full; nothing was written, retry once space is freed (\(error.message))", underlying: error)
-        }
-        if error.code == 8 /* SQLITE_READONLY */ {
-            return RotaError(.database, "the database \(path) is read-only: \(error.message)", underlying: error)
-        }
-        return RotaError(.database, error.description, underlying: error)
     }
 }

@@ -186,7 +186,7 @@ public enum ScheduleReload: Sendable, Equatable {
     case rejected([ScheduleFileError])
 }
 
-extension SQLiteTaskStore {
+extension TaskStore {
     /// Loads every schedule file of `directory` and, if all are valid, makes the stored schedules match them
     /// (see ``syncSchedules(_:now:firstFire:)``): new schedules get their first fire after `now`, removed
     /// ones are deactivated (their history stays).
@@ -198,22 +198,22 @@ extension SQLiteTaskStore {
     ///   - now: The current instant.
     /// - Returns: ``ScheduleReload/synced(_:_:)`` or ``ScheduleReload/rejected(_:)`` with every error.
     /// - Throws: ``RotaError`` when the database fails.
-    public func loadSchedules(directory: String, now: Date = Date()) throws -> ScheduleReload {
+    public func loadSchedules(directory: String, now: Date = Date()) async throws -> ScheduleReload {
         let loaded = ScheduleLoading.load(directory: directory)
         guard loaded.isValid else { return .rejected(loaded.errors) }
         // What the store would refuse (e.g. a payload over its size limit), reported per line.
         var errors: [ScheduleFileError] = []
         for (definition, spec) in zip(loaded.definitions, loaded.specs) {
             do {
-                try validate(TaskSpec(name: spec.taskName, payload: spec.payload, queue: spec.queue, priority: spec.priority,
-                                      maxAttempts: spec.maxAttempts, timeout: spec.timeout))
+                try TaskSpec(name: spec.taskName, payload: spec.payload, queue: spec.queue, priority: spec.priority,
+                             maxAttempts: spec.maxAttempts, timeout: spec.timeout).validate(maxPayloadBytes: maxPayloadBytes)
             } catch let error as RotaError {
                 errors.append(ScheduleFileError(file: definition.file, line: definition.line, column: 1,
                                                 message: "schedule \"\(spec.name)\": \(error.description)"))
             }
         }
         guard errors.isEmpty else { return .rejected(errors) }
-        let result = try syncSchedules(loaded.specs, now: now, firstFire: { FirePlan.firstFire(of: $0, after: now) })
+        let result = try await syncSchedules(loaded.specs, now: now, firstFire: { FirePlan.firstFire(of: $0, after: now) })
         return .synced(result, loaded)
     }
 }

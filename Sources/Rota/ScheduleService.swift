@@ -8,7 +8,7 @@ import ServiceLifecycle
 ///
 /// ```swift
 /// let schedules = ScheduleService(store: store, directory: "schedules")
-/// if case .rejected(let errors) = try schedules.reload() { errors.forEach { print($0) } }
+/// if case .rejected(let errors) = try await schedules.reload() { errors.forEach { print($0) } }
 /// try await withThrowingDiscardingTaskGroup { group in
 ///     group.addTask { try await scheduler.run() }
 ///     group.addTask { try await schedules.run() }
@@ -16,7 +16,7 @@ import ServiceLifecycle
 /// ```
 public final class ScheduleService: Service, Sendable {
     /// The store the schedules live in.
-    public let store: SQLiteTaskStore
+    public let store: any TaskStore
     /// The schedule-file directory (re)loaded by ``reload()``.
     public let directory: String
     /// A fire late by at most this much runs under every missed-run policy (it is on time, not missed).
@@ -26,7 +26,7 @@ public final class ScheduleService: Service, Sendable {
     private let logger: Logger
 
     /// Creates a service for the schedule files in `directory`.
-    public init(store: SQLiteTaskStore, directory: String, grace: TimeInterval = 5, maxSleep: Duration = .seconds(1),
+    public init(store: any TaskStore, directory: String, grace: TimeInterval = 5, maxSleep: Duration = .seconds(1),
                 logger: Logger = Logger(label: "rota.schedules")) {
         self.store = store
         self.directory = directory
@@ -39,8 +39,8 @@ public final class ScheduleService: Service, Sendable {
     /// nothing: the last good schedules keep firing (call it again on SIGHUP).
     /// - Returns: what was synced, or every error as `file:line:column: message`.
     @discardableResult
-    public func reload() throws -> ScheduleReload {
-        let outcome = try store.loadSchedules(directory: directory)
+    public func reload() async throws -> ScheduleReload {
+        let outcome = try await store.loadSchedules(directory: directory)
         switch outcome {
         case .synced(let result, _):
             logger.notice("schedules loaded", metadata: [
@@ -57,8 +57,8 @@ public final class ScheduleService: Service, Sendable {
     /// Fires what is due now.
     /// - Returns: how many tasks were enqueued.
     @discardableResult
-    public func fireDue(now: Date = Date()) throws -> Int {
-        let fired = try store.fireDueSchedules(now: now, grace: grace).filter(\.inserted)
+    public func fireDue(now: Date = Date()) async throws -> Int {
+        let fired = try await store.fireDueSchedules(now: now, grace: grace).filter(\.inserted)
         for result in fired { logger.debug("schedule fired", metadata: ["task": "\(result.id)"]) }
         return fired.count
     }
@@ -70,8 +70,8 @@ public final class ScheduleService: Service, Sendable {
             while !Task.isCancelled {
                 var sleep = self.maxSleep
                 do {
-                    try self.fireDue()
-                    if let next = try self.store.nextScheduleFire() {
+                    try await self.fireDue()
+                    if let next = try await self.store.nextScheduleFire() {
                         let wait = Duration.milliseconds(max(5, next.unixMillis - Date().unixMillis))
                         sleep = min(sleep, wait)
                     }

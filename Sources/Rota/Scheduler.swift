@@ -23,7 +23,12 @@ import Synchronization
 /// Several schedulers (in one process or many) may share one database: claims are atomic, so an attempt
 /// never runs twice at once. Delivery is at least once: a worker that dies mid-attempt leaves a `lost`
 /// attempt and the task runs again.
-public actor Scheduler: Service {
+///
+/// A `Sendable` final class, safe to call from any thread or task. Its own mutable state is small and each
+/// part has one guard: the handler registry and the pending queue changes are each behind a `Mutex`, and
+/// `started` is an atomic. The running loop's state belongs to its engine, which states its own locking
+/// rule. No method holds one of these guards while it calls out (into the store, a handler or the engine).
+public final class Scheduler: Service, Sendable {
     /// How a scheduler runs.
     public struct Configuration: Sendable {
         /// The queues to serve and the concurrency (slots) of each.
@@ -108,16 +113,16 @@ public actor Scheduler: Service {
     }
 
     /// The store it runs tasks from.
-    public nonisolated let store: any TaskStore
+    public let store: any TaskStore
     /// Its configuration.
-    public nonisolated let configuration: Configuration
+    public let configuration: Configuration
     /// This worker's id in the `workers` table (host, pid and a random part).
-    public nonisolated let workerID: String
-    nonisolated let logger: Logger
-    nonisolated let pools: Pools
-    private nonisolated let registry = Mutex<[String: HandlerEntry]>([:])
-    private nonisolated let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?, queues: [String: Int])>((nil, nil, [:]))
-    private nonisolated let started = Atomic<Bool>(false)
+    public let workerID: String
+    let logger: Logger
+    let pools: Pools
+    private let registry = Mutex<[String: HandlerEntry]>([:])
+    private let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?, queues: [String: Int])>((nil, nil, [:]))
+    private let started = Atomic<Bool>(false)
 
     /// Creates a scheduler over `store`. Register handlers, then call ``run()``.
     ///
@@ -155,7 +160,7 @@ public actor Scheduler: Service {
     ///   - priority: the default priority for tasks enqueued through this scheduler.
     ///   - handler: the work; its result is stored as JSON (``Empty`` stores nothing).
     /// - Throws: ``RotaError`` `.invalidState` once the scheduler runs, `.invalidInput` for an empty name.
-    public nonisolated func register<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
+    public func register<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String, payload: Payload.Type = Payload.self, queue: String = "default",
         retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0,
         handler: @escaping @Sendable (Payload, TaskContext) async throws -> Output
@@ -176,7 +181,7 @@ public actor Scheduler: Service {
     /// ```
     /// - Parameters: as ``register(_:payload:queue:retry:timeout:priority:handler:)``.
     /// - Throws: ``RotaError`` `.invalidState` once the scheduler runs, `.invalidInput` for an empty name.
-    public nonisolated func registerBlocking<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
+    public func registerBlocking<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String, payload: Payload.Type = Payload.self, queue: String = "default",
         retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0,
         handler: @escaping @Sendable (Payload, TaskContext) throws -> Output
@@ -199,7 +204,7 @@ public actor Scheduler: Service {
     ///   - retry: the backoff between attempts and the default number of attempts.
     ///   - timeout: the default time limit of one attempt.
     /// - Throws: ``RotaError`` `.invalidState` once the scheduler runs.
-    public nonisolated func registerExec(_ name: String = "exec", queue: String = "default",
+    public func registerExec(_ name: String = "exec", queue: String = "default",
                                          retry: RetryPolicy = .default, timeout: Duration? = nil) throws {
         let pool = pools.processes
         try add(HandlerEntry(name: name, executor: .process, queue: queue, retry: retry, timeout: timeout, priority: 0,
@@ -216,7 +221,7 @@ public actor Scheduler: Service {
                              }))
     }
 
-    private nonisolated func add(_ entry: HandlerEntry) throws {
+    private func add(_ entry: HandlerEntry) throws {
         if entry.name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw RotaError(.invalidInput, field: "name", "a handler's task name must not be empty")
         }
@@ -227,7 +232,7 @@ public actor Scheduler: Service {
     }
 
     /// The task names this scheduler has handlers for.
-    public nonisolated var taskNames: [String] { registry.withLock { $0.keys.sorted() } }
+    public var taskNames: [String] { registry.withLock { $0.keys.sorted() } }
 
     // MARK: Enqueue
 
@@ -241,7 +246,7 @@ public actor Scheduler: Service {
     ///   - at: when it becomes due; `after` is relative to now; neither means now.
     ///   - uniqueKey: makes the enqueue idempotent.
     /// - Throws: ``RotaError`` `.coding` when the payload cannot be encoded.
-    public nonisolated func spec<Payload: Encodable & Sendable>(
+    public func spec<Payload: Encodable & Sendable>(
         _ name: String, payload: Payload, queue: String? = nil, priority: Int? = nil, at: Date? = nil,
         after: Duration? = nil, maxAttempts: Int? = nil, timeout: Duration? = nil, uniqueKey: String? = nil
     ) throws -> TaskSpec {
@@ -274,7 +279,7 @@ public actor Scheduler: Service {
     /// - Returns: the task's id (the existing one for a known unique key).
     /// - Throws: ``RotaError`` `.invalidInput` naming the field, `.coding`, `.busy`, `.full`.
     @discardableResult
-    public nonisolated func enqueue<Payload: Encodable & Sendable>(
+    public func enqueue<Payload: Encodable & Sendable>(
         _ name: String, payload: Payload, queue: String? = nil, priority: Int? = nil, at: Date? = nil,
         after: Duration? = nil, maxAttempts: Int? = nil, timeout: Duration? = nil, uniqueKey: String? = nil
     ) async throws -> TaskID {
@@ -285,7 +290,7 @@ public actor Scheduler: Service {
     /// Enqueues a task with an empty payload (`{}`).
     /// - Returns: the task's id.
     @discardableResult
-    public nonisolated func enqueue(
+    public func enqueue(
         _ name: String, queue: String? = nil, priority: Int? = nil, at: Date? = nil, after: Duration? = nil,
         maxAttempts: Int? = nil, timeout: Duration? = nil, uniqueKey: String? = nil
     ) async throws -> TaskID {
@@ -296,7 +301,7 @@ public actor Scheduler: Service {
     /// Enqueues one task as specified.
     /// - Returns: its id, and whether it was inserted (false for a known unique key).
     @discardableResult
-    public nonisolated func enqueue(_ spec: TaskSpec) async throws -> EnqueueResult {
+    public func enqueue(_ spec: TaskSpec) async throws -> EnqueueResult {
         let result = try await store.enqueue(spec)
         wakeIfDue(spec)
         return result
@@ -304,27 +309,27 @@ public actor Scheduler: Service {
 
     /// Enqueues many tasks in one transaction: all or none.
     @discardableResult
-    public nonisolated func enqueue(_ specs: [TaskSpec]) async throws -> [EnqueueResult] {
+    public func enqueue(_ specs: [TaskSpec]) async throws -> [EnqueueResult] {
         let results = try await store.enqueue(specs)
         if !specs.isEmpty { engineBox.withLock { $0.engine }?.wake() }
         return results
     }
 
     /// Wakes the loop: a due task is claimed at once, a future one sets its timer.
-    private nonisolated func wakeIfDue(_ spec: TaskSpec) {
+    private func wakeIfDue(_ spec: TaskSpec) {
         engineBox.withLock { $0.engine }?.wake()
     }
 
     // MARK: Queries
 
     /// One task, or nil.
-    public nonisolated func task(_ id: TaskID) async throws -> TaskRecord? { try await store.task(id) }
+    public func task(_ id: TaskID) async throws -> TaskRecord? { try await store.task(id) }
 
     /// A task's finished attempts, in order (each with its outcome, error or result).
-    public nonisolated func attempts(of id: TaskID) async throws -> [AttemptRecord] { try await store.attempts(of: id) }
+    public func attempts(of id: TaskID) async throws -> [AttemptRecord] { try await store.attempts(of: id) }
 
     /// Attempts in flight in this scheduler right now.
-    public nonisolated var runningCount: Int { engineBox.withLock { $0.engine }?.runningCount ?? 0 }
+    public var runningCount: Int { engineBox.withLock { $0.engine }?.runningCount ?? 0 }
 
     /// Serves `queue` with `concurrency` slots from now on: adds a queue, or changes the slots of one it
     /// serves; 0 stops claiming from it (attempts in flight finish). Before ``run()`` it changes what
@@ -335,7 +340,7 @@ public actor Scheduler: Service {
     /// try scheduler.serve(queue: "reports", concurrency: 4)   // e.g. when a reloaded schedule names it
     /// ```
     /// - Throws: ``RotaError`` `.invalidInput` for an empty queue name or a negative concurrency.
-    public nonisolated func serve(queue: String, concurrency: Int) throws {
+    public func serve(queue: String, concurrency: Int) throws {
         if queue.trimmingCharacters(in: .whitespaces).isEmpty {
             throw RotaError(.invalidInput, field: "queue", "a queue name must not be empty")
         }
@@ -350,7 +355,7 @@ public actor Scheduler: Service {
     }
 
     /// The queues this scheduler serves now and the slots of each (those with 1 or more).
-    public nonisolated var servedQueues: [String: Int] {
+    public var servedQueues: [String: Int] {
         let (engine, changes) = engineBox.withLock { ($0.engine, $0.queues) }
         if let engine { return engine.servedQueues }
         return configuration.queues.merging(changes) { $1 }.filter { $0.value > 0 }
@@ -413,7 +418,7 @@ public actor Scheduler: Service {
     /// Asks a running scheduler to stop: no more claims; running attempts get `grace` (the configured
     /// ``Configuration/shutdownGrace`` when nil) to finish, then are cancelled and handed back. Calling it
     /// again with a shorter grace shortens the wait. ``run()`` returns once drained.
-    public nonisolated func shutdown(grace: Duration? = nil) {
+    public func shutdown(grace: Duration? = nil) {
         let grace = grace ?? configuration.shutdownGrace
         let engine = engineBox.withLock { box -> Engine? in
             if box.engine == nil { box.pendingGrace = min(box.pendingGrace ?? grace, grace) }

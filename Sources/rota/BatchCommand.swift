@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota batch`: restart-safe batch processing.
 struct BatchCommand: AsyncParsableCommand {
@@ -88,7 +89,7 @@ struct BatchCommand: AsyncParsableCommand {
             if count == 0 { throw CLIError.usage("\(label) has no items") }
             // Pass 2: write in large transactions; items already present (a resumed submission) are skipped.
             let store = try global.openStore(.create)
-            let batch = try store.openBatch(name: name, queue: queue, onComplete: onComplete)
+            let batch = try await store.openBatch(name: name, queue: queue, onComplete: onComplete)
             var chunk: [TaskSpec] = []
             chunk.reserveCapacity(10_000)
             var added = 0
@@ -98,13 +99,13 @@ struct BatchCommand: AsyncParsableCommand {
                 spec.batchID = batch.id
                 chunk.append(spec)
                 if chunk.count == 10_000 {
-                    do { added += try store.addBatchItems(batch.id, chunk) } catch { failure = error }
+                    do { added += try store.enqueueSync(chunk).filter(\.inserted).count } catch { failure = error }
                     chunk.removeAll(keepingCapacity: true)
                 }
             }
             if let failure { throw failure }
-            if !chunk.isEmpty { added += try store.addBatchItems(batch.id, chunk) }
-            let sealed = try store.sealBatch(batch.id)
+            if !chunk.isEmpty { added += try store.enqueueSync(chunk).filter(\.inserted).count }
+            let sealed = try await store.sealBatch(batch.id)
             print("batch \(name): \(count) item\(count == 1 ? "" : "s"), \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
         }
     }
@@ -133,8 +134,8 @@ struct BatchCommand: AsyncParsableCommand {
             let tty = isatty(STDOUT_FILENO) == 1
             var printedLines = 0
             while true {
-                let status = try store.batchStatus(name)
-                let waiting = (status.states[.scheduled] ?? 0) > 0 ? try store.unhandledTasks(batch: status.batch.id) : []
+                let status = try await store.batchStatus(name)
+                let waiting = await (status.states[.scheduled] ?? 0) > 0 ? try store.unhandledTasks(batch: status.batch.id) : []
                 if json {
                     print(BatchFormat.json(status, unhandled: waiting))
                 } else {
@@ -158,7 +159,7 @@ struct BatchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try global.openStore(.readOnly)
-            let batches = try store.batches()
+            let batches = try await store.batches()
             if json {
                 print("[" + batches.map(BatchFormat.json).joined(separator: ",") + "]")
                 return
@@ -191,7 +192,7 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON: {\"batch\": NAME, \"rescheduled\": N}.") var json = false
 
         func run() async throws {
-            let count = try global.openStore(.existing).retryBatch(name)
+            let count = try await global.openStore(.existing).retryBatch(name)
             if json {
                 print(BatchFormat.jsonText(["batch": name, "rescheduled": count]))
             } else {
@@ -208,7 +209,7 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON: {\"batch\": NAME, \"cancelled\": N, \"requested\": N}.") var json = false
 
         func run() async throws {
-            let result = try global.openStore(.existing).cancelBatch(name)
+            let result = try await global.openStore(.existing).cancelBatch(name)
             if json {
                 print(BatchFormat.jsonText(["batch": name, "cancelled": result.cancelled, "requested": result.requested]))
             } else {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota bench`: measures Rota on this machine and prints one `key=value` line per figure.
 struct BenchCommand: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Rota
+import RotaSQLiteStore
 import Synchronization
 
 /// Scheduler-level measurements for `rota bench`: end to end, dispatch latency (in-process and from the

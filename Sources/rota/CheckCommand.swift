@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota check`: integrity check, schema version, WAL size.
 struct CheckCommand: AsyncParsableCommand {

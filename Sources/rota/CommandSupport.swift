@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// The state names, for completions and messages.
 let stateNames = TaskState.allCases.map(\.rawValue)

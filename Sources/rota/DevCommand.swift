@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-@_spi(RotaTools) import Rota
+import Rota
+@_spi(RotaTools) import RotaSQLiteStore
 
 /// `rota _dev`: hidden tools for benchmarks and tests (synthetic data, a simulated worker).
 struct DevCommand: AsyncParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// A JSON value for `--json` output: ordered objects (stable field order), and stored JSON text embedded as is.
 indirect enum JSON: Sendable {

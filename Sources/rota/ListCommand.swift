@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota list`: tasks, newest first, filtered.
 struct ListCommand: AsyncParsableCommand {

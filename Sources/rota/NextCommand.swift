@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RotaCron
 import Rota
+import RotaSQLiteStore
 
 /// `rota next`: the next fire instants of a cron expression, the preview to reach for before writing a schedule.
 struct NextCommand: ParsableCommand {

@@ -7,6 +7,7 @@ import Darwin
 #endif
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// What the terminal on standard output can do: its size, and whether to colour.
 struct Terminal: Sendable {

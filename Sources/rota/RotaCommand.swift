@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// The `rota` command: runs a scheduler and administers any Rota database.
 @main
@@ -62,7 +63,7 @@ struct RotaCommand: AsyncParsableCommand {
     /// Prints `error` to stderr (or help to stdout) and returns the process exit code.
     static func report(_ error: any Error) -> Int32 {
         if let error = error as? RotaError {
-            printError(error.description)
+            printError(withCLIHints(error.description))
             return error.code == .invalidInput ? ExitCodes.usage : ExitCodes.failure
         }
         if let error = error as? CLIError {
@@ -130,4 +131,16 @@ struct MigrateCommand: AsyncParsableCommand {
         let version = try store.schemaVersion()
         print("\(global.db): schema version \(version.applied) (this binary knows \(version.known))")
     }
+}
+
+/// The store's messages say what is wrong in the library's words; the CLI adds what to type about it.
+func withCLIHints(_ message: String) -> String {
+    var message = message
+    if message.hasPrefix("no Rota database at ") {
+        message += " (create one with `rota migrate` or `rota enqueue`, or pass --db)"
+    }
+    message = message.replacingOccurrences(of: "before it can be read; migrate it first",
+                                           with: "before it can be read; run `rota migrate`")
+    message = message.replacingOccurrences(of: "stop them, then migrate it", with: "stop them, then run `rota migrate`")
+    return message
 }

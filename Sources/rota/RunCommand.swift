@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import Rota
+import RotaSQLiteStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -85,9 +86,10 @@ struct RunCommand: AsyncParsableCommand {
             if !loaded.isValid { throw scheduleErrors(loaded.errors, directory: directory) }
         }
         let store = try global.openStore(.create, durability: durability == .full ? .full : .normal)
-        let cron = try schedules.map { try loadSchedules(from: $0, store: store) }
+        var cron: ScheduleService?
+        if let schedules { cron = try await loadSchedules(from: schedules, store: store) }
         // Without --queue: `default`, and every queue the loaded schedules enqueue into.
-        let scheduleQueues = try cron.map { _ in try store.schedules().filter(\.active).map(\.spec.queue) } ?? []
+        let scheduleQueues = cron == nil ? [] : try await store.schedules().filter(\.active).map(\.spec.queue)
         let queueNames = queues.isEmpty ? Array(Set(["default"] + scheduleQueues)).sorted() : Array(Set(queues))
         var configuration = Scheduler.Configuration(
             queues: Dictionary(uniqueKeysWithValues: queueNames.map { ($0, concurrency) }),
@@ -106,15 +108,20 @@ struct RunCommand: AsyncParsableCommand {
         // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules. Without
         // --queue, a queue that a reloaded schedule enqueues into is served from then on.
         let servesScheduleQueues = queues.isEmpty
-        let hangup = cron.map { service in
-            SignalHandler(signals: [SIGHUP]) { [concurrency] _ in
-                guard case .synced? = try? service.reload(), servesScheduleQueues else { return }
-                serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
-            }
-        }
+        let (hangups, hangupSeen) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let hangup = cron.map { _ in SignalHandler(signals: [SIGHUP]) { _ in hangupSeen.yield() } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await scheduler.run() }
-            if let cron { group.addTask { try await cron.run() } }
+            if let cron {
+                group.addTask { try await cron.run() }
+                group.addTask { [concurrency] in
+                    // One reload at a time, in the order the signals came.
+                    for await _ in hangups {
+                        guard case .synced? = try? await cron.reload(), servesScheduleQueues else { continue }
+                        await serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
+                    }
+                }
+            }
             try await group.next()  // the scheduler finished (drained, or --until-empty): stop firing
             group.cancelAll()
         }
@@ -125,9 +132,9 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Loads the cron schedules of `directory` into the store; any error in any file is fatal at start-up
 /// (every error is printed as `file:line:column: message`) and nothing is loaded.
-func loadSchedules(from directory: String, store: SQLiteTaskStore) throws -> ScheduleService {
+func loadSchedules(from directory: String, store: any TaskStore) async throws -> ScheduleService {
     let service = ScheduleService(store: store, directory: directory, logger: Logger(label: "rota.schedules"))
-    switch try store.loadSchedules(directory: directory) {
+    switch try await store.loadSchedules(directory: directory) {
     case .rejected(let errors):
         throw scheduleErrors(errors, directory: directory)
     case .synced(let result, let loaded):
@@ -146,11 +153,11 @@ func scheduleErrors(_ errors: [ScheduleFileError], directory: String) -> CLIErro
 }
 
 /// Serves, with `concurrency` slots each, the queues of active schedules that `scheduler` does not serve yet.
-func serveNewScheduleQueues(store: SQLiteTaskStore, scheduler: Scheduler, concurrency: Int) {
+func serveNewScheduleQueues(store: any TaskStore, scheduler: Scheduler, concurrency: Int) async {
     let logger = Logger(label: "rota.schedules")
     do {
         let served = scheduler.servedQueues
-        for queue in Set(try store.schedules().filter(\.active).map(\.spec.queue)).sorted() where served[queue] == nil {
+        for queue in Set(try await store.schedules().filter(\.active).map(\.spec.queue)).sorted() where served[queue] == nil {
             try scheduler.serve(queue: queue, concurrency: concurrency)
             logger.notice("serving a queue a reloaded schedule uses", metadata: ["queue": "\(queue)", "concurrency": "\(concurrency)"])
         }

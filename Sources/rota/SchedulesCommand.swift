@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota schedules`: what is scheduled (from the database, or from schedule files), and `rota schedules check`.
-struct SchedulesCommand: ParsableCommand {
+struct SchedulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedules",
         abstract: "List cron schedules (zone, next and last fire); check schedule files.",
@@ -21,7 +22,7 @@ struct SchedulesCommand: ParsableCommand {
 }
 
 /// `rota schedules [list]`: the schedules, as a table or JSON.
-struct SchedulesListCommand: ParsableCommand {
+struct SchedulesListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List schedules with their zone, next and last fire (the default).",
@@ -57,7 +58,7 @@ struct SchedulesListCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
-    func run() throws {
+    func run() async throws {
         let now = Date()
         var rows: [CronCLIScheduleRow] = []
         if let schedules {
@@ -66,7 +67,7 @@ struct SchedulesListCommand: ParsableCommand {
             var stored: [String: ScheduleRecord] = [:]
             if FileManager.default.fileExists(atPath: global.db) {
                 let store = try global.openStore(.readOnly)
-                stored = Dictionary(try store.schedules().map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
+                stored = Dictionary(try await store.schedules().map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
             } else {
                 printError("no database at \(global.db): showing the files' schedules, next fires computed from now")
             }
@@ -80,7 +81,7 @@ struct SchedulesListCommand: ParsableCommand {
             }
         } else {
             let store = try global.openStore(.readOnly)
-            rows = try store.schedules().map {
+            rows = try await store.schedules().map {
                 CronCLIScheduleRow(spec: $0.spec, active: $0.active, stored: true, next: $0.active ? $0.nextFireAt : nil,
                                    last: $0.lastFireAt)
             }
@@ -103,7 +104,7 @@ struct SchedulesListCommand: ParsableCommand {
 }
 
 /// `rota schedules check DIR`: validates schedule files without running or writing anything.
-struct SchedulesCheckCommand: ParsableCommand {
+struct SchedulesCheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Validate schedule files without running them.",
@@ -120,7 +121,7 @@ struct SchedulesCheckCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("A directory of schedule files (or one file).", valueName: "dir"))
     var directory: String
 
-    func run() throws {
+    func run() async throws {
         let loaded = ScheduleLoading.load(directory: directory)
         try cronCLIReport(loaded)
         let schedules = loaded.specs.count

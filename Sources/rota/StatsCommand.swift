@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota stats`: counts per state and queue, the oldest due task, throughput, workers.
 struct StatsCommand: AsyncParsableCommand {
@@ -27,7 +28,7 @@ struct StatsCommand: AsyncParsableCommand {
         let stats = try await store.stats(now: now)
         let workers = try await store.workers()
         let live = workers.filter { $0.isLive(now: now) }
-        let unserved = try store.unhandledTasks(now: now)
+        let unserved = try await store.unhandledTasks(now: now)
         // Names no live worker handles in any queue: their groups, summed per name.
         let unhandled = Dictionary(unserved.filter { !$0.nameHandledElsewhere }.map { ($0.name, $0.scheduled) }, uniquingKeysWith: +)
             .sorted { $0.key < $1.key }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaSQLiteStore
 
 /// `rota workers`: live and dead workers with their last heartbeat.
 struct WorkersCommand: AsyncParsableCommand {

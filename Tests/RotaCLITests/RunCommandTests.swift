@@ -1,6 +1,7 @@
 import Foundation
 import Rota
 import Testing
+import RotaSQLiteStore
 
 /// End-to-end: the real `rota` binary against real database files.
 @Suite("rota run", .serialized)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import RotaSQLiteStore
 import Rota
 
 /// `rota schedules` (stored schedules, or a directory's) and `rota schedules check DIR`.
@@ -82,7 +83,7 @@ import Rota
     // MARK: list from the database
 
     /// Loads `a.cron` into the database at `t0` and fires at `t0 + 61s`; then removes one schedule.
-    private func seed() throws -> (t0: Date, store: SQLiteTaskStore) {
+    private func seed() async throws -> (t0: Date, store: SQLiteTaskStore) {
         try write("a.cron", """
             * * * * *   every-minute   missed=once  exec echo "hello world"
             0 9 * * *   morning        tz=Europe/London queue=mail retries=5 timeout=90s  task mail.digest {"to": "all"}
@@ -90,22 +91,22 @@ import Rota
             """)
         let store = try SQLiteTaskStore(path: database, configuration: .init(durability: .normal))
         let t0 = Date(timeIntervalSince1970: 1_800_000_000) // 2027-01-15T08:00:00Z, a whole minute
-        guard case .synced = try store.loadSchedules(directory: schedules, now: t0) else {
+        guard case .synced = try await store.loadSchedules(directory: schedules, now: t0) else {
             throw CronCLITestFailure("the seed schedules did not load")
         }
-        _ = try store.fireDueSchedules(now: t0.addingTimeInterval(61), grace: 5)
+        _ = try await store.fireDueSchedules(now: t0.addingTimeInterval(61), grace: 5)
         try write("a.cron", """
             * * * * *   every-minute   missed=once  exec echo "hello world"
             0 9 * * *   morning        tz=Europe/London queue=mail retries=5 timeout=90s  task mail.digest {"to": "all"}
             """)
-        guard case .synced = try store.loadSchedules(directory: schedules, now: t0.addingTimeInterval(62)) else {
+        guard case .synced = try await store.loadSchedules(directory: schedules, now: t0.addingTimeInterval(62)) else {
             throw CronCLITestFailure("the edited schedules did not load")
         }
         return (t0, store)
     }
 
-    @Test func jsonListsTheStoredSchedulesWithTheirState() throws {
-        _ = try seed()
+    @Test func jsonListsTheStoredSchedulesWithTheirState() async throws {
+        _ = try await seed()
         let run = try CronCLIRun(["schedules", "--db", database, "--json"])
         #expect(run.status == 0, "\(run)")
         let rows = try objects(run)
@@ -143,8 +144,8 @@ import Rota
         ])
     }
 
-    @Test func theTableShowsZoneNextAndLastFire() throws {
-        _ = try seed()
+    @Test func theTableShowsZoneNextAndLastFire() async throws {
+        _ = try await seed()
         let run = try CronCLIRun(["schedules", "--db", database])
         #expect(run.status == 0, "\(run)")
         #expect(run.lines.count == 4, "\(run)")
@@ -181,8 +182,8 @@ import Rota
         #expect(!FileManager.default.fileExists(atPath: database))
     }
 
-    @Test func withSchedulesAndADatabaseTheStoredStateIsShown() throws {
-        _ = try seed()
+    @Test func withSchedulesAndADatabaseTheStoredStateIsShown() async throws {
+        _ = try await seed()
         // The files now also define a schedule the database does not have yet.
         try write("b.cron", "@hourly  brand-new  exec true\n")
         let run = try CronCLIRun(["schedules", "--schedules", schedules, "--db", database, "--json"])

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// A full disk (simulated with `PRAGMA max_page_count`): enqueue and completion fail with a clear,
 /// retryable error, the database stays consistent, and work continues once space returns.

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 @Suite("Executors")
 struct ExecutorTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// The fast JSON checker agrees with Foundation's parser on what is JSON, and reads objects exactly.
 @Suite struct JSONTextTests {

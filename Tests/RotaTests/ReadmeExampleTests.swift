@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Rota
+import RotaSQLiteStore
 
 /// The README's Swift example, as written there, compiles and runs.
 @Suite struct ReadmeExampleTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 @Suite("RetryPolicy")
 struct RetryPolicyTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 import RotaSQLite
 
 /// One spec the store must refuse, and the field its error must name.

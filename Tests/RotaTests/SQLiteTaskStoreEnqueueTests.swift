@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 import RotaSQLite
 
 @Suite("SQLiteTaskStore: enqueue")

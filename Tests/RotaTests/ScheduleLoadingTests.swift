@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// Schedule files → stored schedules: the definition-to-spec mapping, which files a directory holds,
 /// validation, and syncing a directory into a store (all or nothing).
@@ -116,21 +117,21 @@ import Testing
         #expect(loaded.specs.map(\.name) == ["one"])
     }
 
-    @Test func aMissingDirectoryIsOneErrorNamingIt() {
+    @Test func aMissingDirectoryIsOneErrorNamingIt() async {
         let loaded = ScheduleLoading.load(directory: directory + "/nope")
         #expect(!loaded.isValid)
         #expect(loaded.errors.count == 1)
         #expect(loaded.errors[0].description.hasPrefix(directory + "/nope: no such directory"))
     }
 
-    @Test func aFileThatIsNotTextIsAnErrorNamingIt() throws {
+    @Test func aFileThatIsNotTextIsAnErrorNamingIt() async throws {
         try write("a.cron", "@hourly  a  exec true\n")
         try Data([0xFF, 0xFE, 0x00, 0x41]).write(to: URL(fileURLWithPath: schedules + "/b.bin"))
         let loaded = ScheduleLoading.load(directory: schedules)
         #expect(loaded.errors.map(\.description) == ["\(schedules)/b.bin: is not UTF-8 text; expected a text file of schedules"])
     }
 
-    @Test func theRepositorysExampleSchedulesAreValid() throws {
+    @Test func theRepositorysExampleSchedulesAreValid() async throws {
         let loaded = ScheduleLoading.load(directory: Self.repositorySchedules)
         #expect(loaded.errors.isEmpty, "\(loaded.errors)")
         #expect(loaded.files.count == 3)
@@ -140,7 +141,7 @@ import Testing
 
     // MARK: Errors
 
-    @Test func everyErrorOfEveryFileIsReportedInFileAndLineOrder() throws {
+    @Test func everyErrorOfEveryFileIsReportedInFileAndLineOrder() async throws {
         try write("a.cron", """
             0 3 * * *  good  exec true
             61 * * * *  bad-minute  exec true
@@ -165,20 +166,20 @@ import Testing
 
     // MARK: Syncing into a store
 
-    @Test func loadingSyncsTheSchedulesWithTheirFirstFire() throws {
+    @Test func loadingSyncsTheSchedulesWithTheirFirstFire() async throws {
         try write("a.cron", """
             0 9 * * *  morning  tz=America/New_York  exec echo hi
             @hourly    hourly   task report.hourly {"n": 1}
             """)
         let store = try store()
         let now = Date(timeIntervalSince1970: 1_772_953_200) // 2026-03-08T07:00:00Z
-        guard case .synced(let result, let loaded) = try store.loadSchedules(directory: schedules, now: now) else {
+        guard case .synced(let result, let loaded) = try await store.loadSchedules(directory: schedules, now: now) else {
             Issue.record("expected the schedules to load")
             return
         }
         #expect(result.added.sorted() == ["hourly", "morning"])
         #expect(loaded.specs.count == 2)
-        let records = try store.schedules()
+        let records = try await store.schedules()
         let morning = try #require(records.first { $0.spec.name == "morning" })
         #expect(morning.active)
         #expect(morning.spec.payload == #"{"argv":["echo","hi"]}"#)
@@ -189,58 +190,58 @@ import Testing
         #expect(hourly.spec.taskName == "report.hourly")
     }
 
-    @Test func aBadFileChangesNothingAndReturnsEveryError() throws {
+    @Test func aBadFileChangesNothingAndReturnsEveryError() async throws {
         try write("a.cron", "@hourly  one  exec true\n@daily  two  exec true\n")
         let store = try store()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        guard case .synced = try store.loadSchedules(directory: schedules, now: now) else {
+        guard case .synced = try await store.loadSchedules(directory: schedules, now: now) else {
             Issue.record("expected the first load to succeed")
             return
         }
         // Edit: one schedule removed, and two mistakes.
         try write("a.cron", "@hourly  one  exec true\n@dayly  three  exec true\n0 0 * * *  four  missed=sometimes  exec true\n")
-        guard case .rejected(let errors) = try store.loadSchedules(directory: schedules, now: now) else {
+        guard case .rejected(let errors) = try await store.loadSchedules(directory: schedules, now: now) else {
             Issue.record("expected the edit to be rejected")
             return
         }
         #expect(errors.map(\.line) == [2, 3])
         // The last good schedules stay, all active.
-        #expect(try store.schedules().map(\.spec.name).sorted() == ["one", "two"])
-        #expect(try store.schedules().allSatisfy(\.active))
+        await #expect(try store.schedules().map(\.spec.name).sorted() == ["one", "two"])
+        await #expect(try store.schedules().allSatisfy(\.active))
     }
 
-    @Test func reloadingDeactivatesRemovedSchedulesAndKeepsTheirHistory() throws {
+    @Test func reloadingDeactivatesRemovedSchedulesAndKeepsTheirHistory() async throws {
         try write("a.cron", "@hourly  one  exec true\n@daily  two  exec true\n")
         let store = try store()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        _ = try store.loadSchedules(directory: schedules, now: now)
+        _ = try await store.loadSchedules(directory: schedules, now: now)
         try write("a.cron", "@hourly  one  exec true\n")
-        guard case .synced(let result, _) = try store.loadSchedules(directory: schedules, now: now) else {
+        guard case .synced(let result, _) = try await store.loadSchedules(directory: schedules, now: now) else {
             Issue.record("expected the reload to succeed")
             return
         }
         #expect(result.removed == ["two"] && result.added.isEmpty && result.changed.isEmpty)
-        let two = try #require(try store.schedules().first { $0.spec.name == "two" })
+        let two = try await #require(try store.schedules().first { $0.spec.name == "two" })
         #expect(!two.active)
         // Loading the same files again changes nothing.
-        guard case .synced(let again, _) = try store.loadSchedules(directory: schedules, now: now) else {
+        guard case .synced(let again, _) = try await store.loadSchedules(directory: schedules, now: now) else {
             Issue.record("expected the reload to succeed")
             return
         }
         #expect(again == ScheduleSyncResult(added: [], changed: [], removed: []))
     }
 
-    @Test func aPayloadTheStoreWouldRefuseIsReportedAtItsLine() throws {
+    @Test func aPayloadTheStoreWouldRefuseIsReportedAtItsLine() async throws {
         let big = String(repeating: "x", count: 2_000)
         try write("a.cron", "@hourly  ok  exec true\n@daily  huge  task t {\"s\": \"\(big)\"}\n")
         let store = try SQLiteTaskStore(path: directory + "/small.db", configuration: .init(durability: .normal, maxPayloadBytes: 1_000))
-        guard case .rejected(let errors) = try store.loadSchedules(directory: schedules) else {
+        guard case .rejected(let errors) = try await store.loadSchedules(directory: schedules) else {
             Issue.record("expected the load to be rejected")
             return
         }
         #expect(errors.count == 1)
         #expect(errors.first?.line == 2)
         #expect(errors.first?.message.contains("payload") == true)
-        #expect(try store.schedules().isEmpty)
+        await #expect(try store.schedules().isEmpty)
     }
 }

@@ -4,6 +4,7 @@ import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 @Suite("Scheduler leases, recovery, cancellation and shutdown")
 struct SchedulerRecoveryTests {

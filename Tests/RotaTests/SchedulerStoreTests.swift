@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// The store operations the scheduler added (SQLiteTaskStore+Scheduler.swift).
 @Suite("Scheduler store operations")
@@ -17,7 +18,7 @@ struct SchedulerStoreTests {
             Completion(taskID: claimed[index].id, attempt: claimed[index].attempt, worker: worker,
                        startedAt: claimed[index].startedAt, finishedAt: now, resolution: resolution)
         }
-        let applied = try store.completeBatch([
+        let applied = try store.completeSync([
             completion(0, .succeeded(result: "42")),
             completion(1, .dead(outcome: .failed, error: "no")),
             completion(2, worker: "someone-else", .succeeded(result: nil)),

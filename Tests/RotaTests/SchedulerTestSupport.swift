@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// A fresh database file in a temporary directory, removed at deinit.
 final class TempDatabase: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 
 /// End-to-end rate of no-op tasks: enqueue a backlog in bulk, run it with the async executor until every
 /// task is `succeeded` with its attempt row. A measurement, not an assertion: opt in with ROTA_BENCH=1
@@ -75,7 +76,7 @@ extension SchedulerThroughputTests {
             if ProcessInfo.processInfo.environment["ROTA_BENCH_SLOW_COMPLETE"] == "1" {
                 _ = try store.completeSync(completions)
             } else {
-                _ = try store.completeBatch(completions)
+                _ = try store.completeSync(completions)
             }
             claimTime += t1 - t0
             completeTime += clock.now - t1

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 import RotaSQLite
 
 /// What a row change costs in SQLite, and migration 4, which made the CHECK constraints cheap.
@@ -81,7 +82,6 @@ struct SchemaCostTests {
         let cold: [(String, String)] = [
             ("success (any task)", SQLiteTaskStore.succeededOneAnySQL),
             ("success returning", SQLiteTaskStore.succeededOneReturningSQL),
-            ("success chunk", SQLiteTaskStore.succeededSQL(rows: 8).tasks),
             ("retry", SQLiteTaskStore.retryOneSQL), ("dead", SQLiteTaskStore.deadOneSQL),
             ("cancelled", SQLiteTaskStore.cancelledOneSQL), ("hand back", SQLiteTaskStore.handBackOneSQL),
             ("retry by hand", SQLiteTaskStore.retrySQL + " WHERE id = ?2"),
@@ -157,9 +157,9 @@ struct SchemaCostTests {
         #expect(throws: SQLiteError.self) {
             try db.execute("INSERT INTO attempts(task_id, attempt, finished_at, outcome) VALUES (99, 1, 1, 'failed')")
         }
-        _ = try store.completeBatch([Completion(taskID: 2, attempt: 1, worker: "w", startedAt: Date(), finishedAt: Date(),
+        _ = try store.completeSync([Completion(taskID: 2, attempt: 1, worker: "w", startedAt: Date(), finishedAt: Date(),
                                                 resolution: .succeeded(result: nil))])
-        #expect(try store.batch(named: "b")?.completedAt != nil, "the last item finished the batch")
+        await #expect(try store.batch(named: "b")?.completedAt != nil, "the last item finished the batch")
         #expect(try store.countMismatches().isEmpty)
         try db.execute("DELETE FROM tasks WHERE id = 4")
         #expect(try db.scalarInt("SELECT count(*) FROM attempts WHERE task_id = 4") == 0, "ON DELETE CASCADE still holds")

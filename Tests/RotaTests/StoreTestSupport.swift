@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 import RotaSQLite
 
 /// A fresh temporary directory, removed when the value is released. One per test, so tests run in parallel.

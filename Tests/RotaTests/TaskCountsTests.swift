@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Rota
+@testable import RotaSQLiteStore
 import RotaSQLite
 
 /// `task_counts` (what `rota stats` reads) must agree with the tasks table after every kind of change: the
@@ -53,7 +54,7 @@ struct TaskCountsTests {
             if index % 2 == 0 { completion.queueAndName = QueueAndName(queue: task.queue, name: task.name) }
             return completion
         }
-        let applied = try store.completeBatch([late, late2] + successes)
+        let applied = try store.completeSync([late, late2] + successes)
         #expect(applied.prefix(2) == [false, false])
         #expect(applied.dropFirst(2).allSatisfy { $0 })
         try expectCountsAgree(store, "completeBatch")
@@ -81,42 +82,42 @@ struct TaskCountsTests {
     @Test func countsAgreeForBatchesAndScheduleFires() async throws {
         let f = try StoreFixture()
         let store = f.store
-        let batch = try store.openBatch(name: "b", onComplete: #"{"name":"done"}"#)
-        _ = try store.addBatchItems(batch.id, (0..<10).map { TaskSpec(name: "item", batchID: batch.id, batchItem: "\($0)") })
+        let batch = try await store.openBatch(name: "b", onComplete: #"{"name":"done"}"#)
+        _ = try await store.addBatchItems(batch.id, (0..<10).map { TaskSpec(name: "item", batchID: batch.id, batchItem: "\($0)") })
         // Submitted again (a restarted submission): the items already there are neither inserted nor counted.
-        #expect(try store.addBatchItems(batch.id, (5..<12).map { TaskSpec(name: "item", batchID: batch.id, batchItem: "\($0)") }) == 2)
-        _ = try store.sealBatch(batch.id)
-        #expect(try store.batch(named: "b")?.total == 12)
+        await #expect(try store.addBatchItems(batch.id, (5..<12).map { TaskSpec(name: "item", batchID: batch.id, batchItem: "\($0)") }) == 2)
+        _ = try await store.sealBatch(batch.id)
+        await #expect(try store.batch(named: "b")?.total == 12)
         try expectCountsAgree(store, "batch submit")
         let claimed = try await store.claimAll(names: ["item"], limitless: true)
-        _ = try store.completeBatch(claimed.map { Completion($0, .succeeded(result: nil)) })
+        _ = try store.completeSync(claimed.map { Completion($0, .succeeded(result: nil)) })
         // The batch's on_complete task is inserted by the batches_complete trigger, which counts it.
         try expectCountsAgree(store, "batch completion")
         #expect(try await states(store) == [.succeeded: 12, .scheduled: 1])
-        _ = try store.cancelBatch("b")
-        _ = try store.retryBatch("b")
+        _ = try await store.cancelBatch("b")
+        _ = try await store.retryBatch("b")
         try expectCountsAgree(store, "batch cancel and retry")
 
-        _ = try store.syncSchedules([ScheduleSpec(name: "tick", expression: "* * * * *", taskName: "tick")],
+        _ = try await store.syncSchedules([ScheduleSpec(name: "tick", expression: "* * * * *", taskName: "tick")],
                                     now: instant(-120), firstFire: { _ in instant(-60) })
         // Two instants fire; then the same two again (the schedule moved back): those insert and count nothing.
         let instants = [instant(-60), instant(-30)]
-        let fired = try store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
+        let fired = try await store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
         #expect(fired.map(\.inserted) == [true, true])
         try expectCountsAgree(store, "schedule fire")
         try f.connection().execute("UPDATE schedules SET next_fire_at = \(instant(-60).unixMillis)")
-        let refired = try store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
+        let refired = try await store.fireDueSchedules(now: Date()) { _ in FirePlan(fires: instants, nextFireAt: instant(60)) }
         #expect(refired.map(\.inserted) == [false, false])
         try expectCountsAgree(store, "schedule fire again")
 
         // A completing batch whose on_complete task's unique key is taken inserts nothing and counts nothing.
-        let second = try store.openBatch(name: "c", onComplete: #"{"name":"done","queue":"other"}"#)
-        _ = try store.addBatchItems(second.id, [TaskSpec(name: "item", batchID: second.id, batchItem: "0")])
-        _ = try store.sealBatch(second.id)
+        let second = try await store.openBatch(name: "c", onComplete: #"{"name":"done","queue":"other"}"#)
+        _ = try await store.addBatchItems(second.id, [TaskSpec(name: "item", batchID: second.id, batchItem: "0")])
+        _ = try await store.sealBatch(second.id)
         _ = try await store.enqueue(TaskSpec(name: "squatter", uniqueKey: "rota:batch-complete:\(second.id)"))
         let last = try await store.claimAll(names: ["item"], limitless: true)
-        _ = try store.completeBatch(last.map { Completion($0, .succeeded(result: nil)) })
-        #expect(try store.batch(named: "c")?.completedAt != nil)
+        _ = try store.completeSync(last.map { Completion($0, .succeeded(result: nil)) })
+        await #expect(try store.batch(named: "c")?.completedAt != nil)
         #expect(try await store.list(TaskFilter(queue: "other")).isEmpty)
         try expectCountsAgree(store, "batch completion with its key taken")
     }
@@ -148,8 +149,8 @@ struct TaskCountsTests {
         #expect(try f.store.recount() == 1)
         #expect(try f.store.countMismatches().isEmpty)
         // A batch item inserted by hand is not added to its batch's total (migration 7); recount repairs it.
-        let batch = try f.store.openBatch(name: "b")
-        _ = try f.store.addBatchItems(batch.id, [TaskSpec(name: "a", batchItem: "1")])
+        let batch = try await f.store.openBatch(name: "b")
+        _ = try await f.store.addBatchItems(batch.id, [TaskSpec(name: "a", batchItem: "1")])
         try db.execute("INSERT INTO tasks(name, run_at, created_at, updated_at, batch_id, batch_item) VALUES ('a', 1, 1, 1, \(batch.id), '2')")
         #expect(try f.store.batchCountMismatches() == [BatchCountMismatch(batch: "b", field: "total", counted: 1, actual: 2)])
         #expect(try f.store.recount() == 2) // the scheduled count of (default, a) and the batch
@@ -166,7 +167,7 @@ struct TaskCountsTests {
         #expect(try await store.list(TaskFilter(states: [.scheduled], limit: 5)).map(\.id) == Array(ids.reversed().prefix(5)))
         let claimed = try await store.claim([ClaimRequest(queue: "default", names: nil, limit: 97)], worker: "w1",
                                             leaseUntil: instant(30), now: Date())
-        _ = try store.completeBatch(claimed.map { Completion($0, .succeeded(result: nil)) })
+        _ = try store.completeSync(claimed.map { Completion($0, .succeeded(result: nil)) })
         #expect(try await store.list(TaskFilter(states: [.scheduled])).map(\.id) == [ids[99], ids[98], ids[97]])
         #expect(try await store.list(TaskFilter(states: [.succeeded], limit: 2)).map(\.id) == [ids[96], ids[95]])
         // Succeeded becomes rare (3 of 1,100) once a backlog arrives; scheduled is common.
@@ -175,7 +176,7 @@ struct TaskCountsTests {
         _ = try await store.enqueue((0..<3).map { _ in TaskSpec(name: "a") })
         let more = try await store.claim([ClaimRequest(queue: "default", names: nil, limit: 3)], worker: "w1",
                                          leaseUntil: instant(30), now: Date())
-        _ = try store.completeBatch(more.map { Completion($0, .succeeded(result: nil)) })
+        _ = try store.completeSync(more.map { Completion($0, .succeeded(result: nil)) })
         let backlog = try await store.enqueue((0..<1_000).map { _ in TaskSpec(name: "a") }).map(\.id)
         #expect(try await store.list(TaskFilter(states: [.succeeded])).map(\.id) == more.map(\.id).sorted(by: >))
         #expect(try await store.list(TaskFilter(states: [.scheduled], limit: 2)).map(\.id) == [backlog[999], backlog[998]])
@@ -221,14 +222,14 @@ struct TaskCountsTests {
             INSERT INTO tasks(name, payload, run_at, created_at, updated_at) VALUES ('a', '{}', 1, 1, 1), ('a', '{}', 1, 1, 1);
             """)
         let error = await rotaError { _ = try SQLiteTaskStore(path: path) }
-        #expect(error?.message.contains("stop them, then run `rota migrate`") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("stop them, then migrate it") == true, "\(String(describing: error))")
         #expect(try Connection(path: path, options: .init(mode: .readOnly, quickCheck: false))
             .scalarInt("SELECT max(version) FROM rota_migrations") == 2)
         try Connection(path: path, options: .init(quickCheck: false)).execute("UPDATE workers SET stopped_at = heartbeat_at")
         let store = try SQLiteTaskStore(path: path)
         #expect(try store.schemaVersion().applied == SQLiteTaskStore.migrations.map(\.version).max())
         let claimed = try await store.claimAll(limitless: true)
-        _ = try store.completeBatch([Completion(claimed[0], .succeeded(result: nil))])
+        _ = try store.completeSync([Completion(claimed[0], .succeeded(result: nil))])
         #expect(try store.countMismatches().isEmpty)
         #expect(try await store.stats(now: Date()).states.filter { $0.value > 0 } == [.running: 1, .succeeded: 1])
     }

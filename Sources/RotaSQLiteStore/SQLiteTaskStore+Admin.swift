@@ -1,57 +1,6 @@
 import Foundation
+import Rota
 import RotaSQLite
-
-/// Whether a worker is running, as seen from its heartbeats.
-public enum WorkerStatus: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
-    /// It heartbeated within ``WorkerRecord/livenessWindow`` and has not stopped.
-    case live
-    /// It has not stopped cleanly but its heartbeat is older than the window: its process died or hangs.
-    case dead
-    /// It stopped cleanly.
-    case stopped
-
-    public var description: String { rawValue }
-}
-
-extension WorkerRecord {
-    /// How often a worker is expected to heartbeat (the scheduler's default heartbeat interval).
-    public static let heartbeatInterval: Duration = .seconds(10)
-    /// A worker whose last heartbeat is older than this (three heartbeat intervals) is no longer live.
-    public static let livenessWindow: Duration = heartbeatInterval * 3
-
-    /// The worker's status at `now`.
-    ///
-    /// ```swift
-    /// let live = try await store.workers().filter { $0.status(now: Date()) == .live }
-    /// ```
-    public func status(now: Date) -> WorkerStatus {
-        if stoppedAt != nil { return .stopped }
-        return now.unixMillis - heartbeatAt.unixMillis <= Self.livenessWindow.milliseconds ? .live : .dead
-    }
-
-    /// True when the worker is ``WorkerStatus/live`` at `now`.
-    public func isLive(now: Date) -> Bool { status(now: now) == .live }
-
-    /// True when the worker runs tasks named `name` (a `*` in its task names stands for any name).
-    public func handles(_ name: String) -> Bool { taskNames.contains(name) || taskNames.contains("*") }
-}
-
-/// Scheduled tasks of one queue and name that no live worker can run.
-public struct UnhandledTasks: Sendable, Equatable {
-    /// Their queue.
-    public var queue: String
-    /// Their task name.
-    public var name: String
-    /// How many are scheduled (in the batch asked about, or in all).
-    public var scheduled: Int
-    /// True when some live worker handles the name but none serves the queue: the queue is what is missing.
-    public var nameHandledElsewhere: Bool
-
-    /// Creates a group.
-    public init(queue: String, name: String, scheduled: Int, nameHandledElsewhere: Bool) {
-        self.queue = queue; self.name = name; self.scheduled = scheduled; self.nameHandledElsewhere = nameHandledElsewhere
-    }
-}
 
 extension SQLiteTaskStore {
     /// The scheduled tasks that no live worker can run, per queue and name: no live worker both serves
@@ -63,33 +12,35 @@ extension SQLiteTaskStore {
     /// - Parameters:
     ///   - now: the instant liveness is judged at (``WorkerRecord/livenessWindow``).
     ///   - batch: a batch id, or nil for every task.
-    public func unhandledTasks(now: Date = Date(), batch: Int64? = nil) throws -> [UnhandledTasks] {
-        try read { db in
-            try db.transaction(.deferred) {
-                let groups = try db.query("""
-                    SELECT queue, name, sum(n) FROM task_counts WHERE state = 'scheduled'
-                    GROUP BY queue, name HAVING sum(n) > 0 ORDER BY queue, name
-                    """, [], { ($0.string(0), $0.string(1), $0.int(2)) })
-                if groups.isEmpty { return [] }
-                let live = try Self.workers(db).filter { $0.isLive(now: now) }
-                var unhandled: [UnhandledTasks] = []
-                for (queue, name, count) in groups where !live.contains(where: { $0.queues.contains(queue) && $0.handles(name) }) {
-                    unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
-                                                    nameHandledElsewhere: live.contains { $0.handles(name) }))
-                }
-                guard let batch, !unhandled.isEmpty else { return unhandled }
-                // The batch's own scheduled items per queue and name: one pass over them.
-                var inBatch: [String: [String: Int]] = [:]
-                for (queue, name, count) in try db.query("""
-                    SELECT queue, name, count(*) FROM tasks WHERE batch_id = ? AND state = 'scheduled' GROUP BY queue, name
-                    """, [.integer(batch)], { ($0.string(0), $0.string(1), $0.int(2)) }) {
-                    inBatch[queue, default: [:]][name] = count
-                }
-                return unhandled.compactMap { group in
-                    guard let count = inBatch[group.queue]?[group.name] else { return nil }
-                    var group = group
-                    group.scheduled = count
-                    return group
+    public func unhandledTasks(now: Date = Date(), batch: Int64? = nil) async throws -> [UnhandledTasks] {
+        try await io { [self] in
+            try read { db in
+                try db.transaction(.deferred) {
+                    let groups = try db.query("""
+                        SELECT queue, name, sum(n) FROM task_counts WHERE state = 'scheduled'
+                        GROUP BY queue, name HAVING sum(n) > 0 ORDER BY queue, name
+                        """, [], { ($0.string(0), $0.string(1), $0.int(2)) })
+                    if groups.isEmpty { return [] }
+                    let live = try Self.workers(db).filter { $0.isLive(now: now) }
+                    var unhandled: [UnhandledTasks] = []
+                    for (queue, name, count) in groups where !live.contains(where: { $0.queues.contains(queue) && $0.handles(name) }) {
+                        unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
+                                                        nameHandledElsewhere: live.contains { $0.handles(name) }))
+                    }
+                    guard let batch, !unhandled.isEmpty else { return unhandled }
+                    // The batch's own scheduled items per queue and name: one pass over them.
+                    var inBatch: [String: [String: Int]] = [:]
+                    for (queue, name, count) in try db.query("""
+                        SELECT queue, name, count(*) FROM tasks WHERE batch_id = ? AND state = 'scheduled' GROUP BY queue, name
+                        """, [.integer(batch)], { ($0.string(0), $0.string(1), $0.int(2)) }) {
+                        inBatch[queue, default: [:]][name] = count
+                    }
+                    return unhandled.compactMap { group in
+                        guard let count = inBatch[group.queue]?[group.name] else { return nil }
+                        var group = group
+                        group.scheduled = count
+                        return group
+                    }
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Rota
 import RotaSQLite
 
 /// How hard a commit works to survive power loss.
@@ -18,8 +19,10 @@ public enum Durability: String, Sendable, CaseIterable {
 /// ```
 ///
 /// Calls are serialized on one connection; other processes (the CLI, other schedulers) open their own.
-/// Every write is one `BEGIN IMMEDIATE` transaction.
-public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
+/// Every write is one `BEGIN IMMEDIATE` transaction. Async calls run on the store's own serial queue (as
+/// GRDB does), so waiting for another process's write lock never holds a thread of Swift's cooperative
+/// pool; the `...Sync` forms and ``completeAndClaimBlocking(_:_:worker:leaseUntil:now:)`` block their caller.
+public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sendable {
     /// How to open the database.
     public enum Access: Sendable {
         /// Read and write, creating the file (and applying migrations) when needed.
@@ -60,6 +63,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     public let configuration: Configuration
     private let lock = NSLock()
     private let db: Connection
+    /// Where async calls run: a serial queue of the store's own, off the cooperative pool.
+    private let queue = DispatchQueue(label: "rota.sqlite-store")
     /// Claim statements' SQL by name count (-1: any name), built once. Guarded by `lock`.
     private var claimSQLByNameCount: [Int: String] = [:]
 
@@ -76,7 +81,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         self.configuration = configuration
         do {
             if configuration.access != .create, !FileManager.default.fileExists(atPath: path) {
-                throw RotaError(.notFound, "no Rota database at \(path) (create one with `rota migrate` or `rota enqueue`, or pass --db)")
+                throw RotaError(.notFound, "no Rota database at \(path)")
             }
             let directory = (path as NSString).deletingLastPathComponent
             var isDirectory: ObjCBool = false
@@ -93,7 +98,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
             let status = try Migrator.status(of: db, against: Self.migrations)
             if configuration.access == .readOnly {
                 if !status.pending.isEmpty {
-                    throw RotaError(.database, "\(path) needs migrations \(status.pending) before it can be read; run `rota migrate`")
+                    throw RotaError(.database, "\(path) needs migrations \(status.pending) before it can be read; migrate it first")
                 }
             } else {
                 try db.enableWAL()
@@ -122,7 +127,7 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         if !live.isEmpty {
             throw RotaError(.database, """
                 \(path) needs migration \(step), which changes how task counts are kept, but schedulers of an older \
-                rota are running on it (\(live.joined(separator: ", "))); stop them, then run `rota migrate`
+                Rota are running on it (\(live.joined(separator: ", "))); stop them, then migrate it
                 """)
         }
     }
@@ -146,59 +151,47 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     static func now() -> Int64 { Date().unixMillis }
 
-    // MARK: Validation
-
-    /// Checks a spec; throws ``RotaError`` `.invalidInput` naming the field.
-    func validate(_ spec: TaskSpec) throws {
-        if spec.name.isBlank {
-            throw RotaError(.invalidInput, field: "name", "must not be empty")
-        }
-        if spec.queue.isBlank {
-            throw RotaError(.invalidInput, field: "queue", "must not be empty")
-        }
-        if spec.priority < 0 {
-            throw RotaError(.invalidInput, field: "priority", "must be 0 or more (higher runs first), got \(spec.priority)")
-        }
-        if spec.maxAttempts < 1 {
-            throw RotaError(.invalidInput, field: "max_attempts", "must be at least 1, got \(spec.maxAttempts)")
-        }
-        if let timeout = spec.timeout, timeout.milliseconds <= 0 {
-            throw RotaError(.invalidInput, field: "timeout", "must be positive, got \(timeout)")
-        }
-        if let key = spec.uniqueKey, key.isEmpty {
-            throw RotaError(.invalidInput, field: "unique_key", "must not be empty when given")
-        }
-        let size = spec.payload.utf8.count
-        if size > configuration.maxPayloadBytes {
-            throw RotaError(.invalidInput, field: "payload", "is \(size) bytes, over the limit of \(configuration.maxPayloadBytes) bytes")
-        }
-        try Self.validateJSON(spec.payload, field: "payload")
-    }
-
-    /// Throws ``RotaError`` `.invalidInput` unless `text` is one JSON value.
-    static func validateJSON(_ text: String, field: String) throws {
-        if let problem = JSONText.validate(text) {
-            throw RotaError(.invalidInput, field: field, "is not valid JSON (\(problem)): \(text.prefix(80))")
+    /// Runs `body` on the store's serial queue and returns its result: async callers never block a thread
+    /// of the cooperative pool on SQLite (its busy timeout can be seconds).
+    @discardableResult
+    func io<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        // The body (which holds the store) is released before the caller resumes, so a store dropped right
+        // after its last call closes (and checkpoints) before the caller goes on, as with a direct call.
+        let work = OnceWork(body)
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work.run() }) }
         }
     }
+
+    /// A closure run once and released as it returns.
+    private final class OnceWork<T: Sendable>: @unchecked Sendable {
+        private var body: (@Sendable () throws -> T)?
+        init(_ body: @escaping @Sendable () throws -> T) { self.body = body }
+        /// Runs on the store's queue only, once.
+        func run() throws -> T {
+            let body = self.body!
+            self.body = nil
+            return try body()
+        }
+    }
+
+    /// The largest payload accepted at enqueue (``Configuration/maxPayloadBytes``).
+    public var maxPayloadBytes: Int { configuration.maxPayloadBytes }
 
     // MARK: Enqueue
 
-    public func enqueue(_ spec: TaskSpec) async throws -> EnqueueResult {
-        try enqueueSync([spec])[0]
-    }
-
-    public func enqueue(_ specs: [TaskSpec]) async throws -> [EnqueueResult] {
-        try enqueueSync(specs)
+    public func enqueue(validated specs: ValidatedSpecs) async throws -> [EnqueueResult] {
+        try await io { [self] in try insert(specs.specs) }
     }
 
     /// Enqueues in one transaction (synchronous form, for callers outside Swift concurrency).
+    /// - Throws: ``RotaError`` `.invalidInput` naming the field (nothing written), `.busy`, `.full`.
     public func enqueueSync(_ specs: [TaskSpec]) throws -> [EnqueueResult] {
-        for (index, spec) in specs.enumerated() {
-            do { try validate(spec) } catch let error as RotaError where specs.count > 1 {
-                throw RotaError(error.code, field: error.field.map { "tasks[\(index)].\($0)" }, error.message)
-            }
-        }
+        try insert(ValidatedSpecs(specs, maxPayloadBytes: maxPayloadBytes).specs)
+    }
+
+    /// Inserts validated specs in one transaction.
+    private func insert(_ specs: [TaskSpec]) throws -> [EnqueueResult] {
         let now = Self.now()
         return try write { db in
             var results: [EnqueueResult] = []
@@ -318,16 +311,9 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     // MARK: Claim and complete
 
-    public func claim(_ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) async throws -> [ClaimedTask] {
-        try claimSync(requests, worker: worker, leaseUntil: leaseUntil, now: now)
-    }
-
     /// Claims due tasks (synchronous form).
     public func claimSync(_ requests: [ClaimRequest], worker: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
-        let requests = requests.filter { $0.limit > 0 && $0.names?.isEmpty != true }
-        if requests.isEmpty { return [] }
-        var filled = false
-        return try write { db in try claim(db, requests, worker: worker, leaseUntil: leaseUntil, now: now, filled: &filled) }
+        try completeAndClaimBlocking([], requests, worker: worker, leaseUntil: leaseUntil, now: now).claimed
     }
 
     /// Claims inside the caller's transaction (`requests` already filtered). `filled` becomes true when a
@@ -402,116 +388,11 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         return sql
     }
 
-    @discardableResult
-    public func complete(_ completions: [Completion]) async throws -> [Bool] {
-        try completeSync(completions)
-    }
-
-    /// Records attempt ends in one transaction (synchronous form).
-    ///
-    /// Successes of distinct tasks go through multi-row statements (``completeChunk`` per statement: one
-    /// statement's cursors on `tasks` and its indexes serve many rows); the rest, one task at a time. Each
-    /// completion applies only while its attempt still holds the lease (same attempt, same worker, running).
+    /// Records attempt ends in one transaction (synchronous form); see ``TaskStore/complete(_:)``.
     @discardableResult
     public func completeSync(_ completions: [Completion]) throws -> [Bool] {
         if completions.isEmpty { return [] }
-        return try write { db in try complete(db, completions) }
-    }
-
-    /// Records attempt ends inside the caller's transaction (see ``completeSync(_:)``).
-    func complete(_ db: Connection, _ completions: [Completion]) throws -> [Bool] {
-        var applied = [Bool](repeating: false, count: completions.count)
-        var succeeded: [Int] = []
-        var singles: [Int] = []
-        if completions.count >= Self.completeSmallChunk, Self.distinctTasks(completions) {
-            succeeded.reserveCapacity(completions.count)
-            for index in completions.indices {
-                if case .succeeded = completions[index].resolution { succeeded.append(index) } else { singles.append(index) }
-            }
-        } else {
-            singles = Array(completions.indices)
-        }
-        var start = 0
-        var moved = TransitionCounts()
-        while succeeded.count - start >= Self.completeSmallChunk {
-            let size = succeeded.count - start >= Self.completeChunk ? Self.completeChunk : Self.completeSmallChunk
-            let chunk = succeeded[start ..< start + size]
-            let ids = try completeSucceeded(db, chunk.map { completions[$0] }, counting: &moved)
-            for index in chunk where ids.contains(completions[index].taskID) { applied[index] = true }
-            start += size
-        }
-        singles += succeeded[start...]
-        for index in singles { applied[index] = try completeOne(db, completions[index], counting: &moved) }
-        try moved.record(db, from: .running, to: .succeeded)
-        return applied
-    }
-
-    /// Successes per multi-row statement, and the smaller size for the rest (below it: one at a time).
-    static let completeChunk = 32
-    static let completeSmallChunk = 8
-
-    private static func distinctTasks(_ completions: [Completion]) -> Bool {
-        var seen = Set<TaskID>(minimumCapacity: completions.count)
-        for completion in completions where !seen.insert(completion.taskID).inserted { return false }
-        return true
-    }
-
-    /// The two statements recording `rows` successes: ?(6k+1…6k+6) are row k's task id, attempt, worker,
-    /// started_at, finished_at and result. The attempt rows first, then the tasks (RETURNING those applied);
-    /// both check the lease the same way in the same transaction, so they match the same tasks.
-    static func succeededSQL(rows: Int) -> (attempts: String, tasks: String) {
-        let values = (0..<rows).map { row in
-            let base = row * 6
-            return "(?\(base + 1), ?\(base + 2), ?\(base + 3), ?\(base + 4), ?\(base + 5), ?\(base + 6))"
-        }.joined(separator: ", ")
-        let with = "WITH c(id, attempt, worker, started, finished, result) AS (VALUES \(values))\n"
-        return (with + """
-            INSERT INTO attempts(task_id, attempt, worker, started_at, finished_at, outcome, error, result)
-            SELECT c.id, c.attempt, c.worker, c.started, c.finished, 'succeeded', NULL, c.result FROM c, tasks t
-            WHERE t.id = c.id AND t.attempts = c.attempt AND t.lease_owner = c.worker AND t.state = 'running'
-            ON CONFLICT DO NOTHING
-            """, with + """
-            UPDATE tasks SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, finished_at = c.finished,
-                             updated_at = c.finished, last_error = tasks.last_error -- for the batch trigger
-            FROM c WHERE tasks.id = c.id AND tasks.attempts = c.attempt AND tasks.lease_owner = c.worker
-                     AND tasks.state = 'running'
-            RETURNING tasks.id, tasks.queue, tasks.name
-            """)
-    }
-
-    private static let succeededChunkSQL = succeededSQL(rows: completeChunk)
-    private static let succeededSmallChunkSQL = succeededSQL(rows: completeSmallChunk)
-
-    /// Records `chunk` (successes of distinct tasks, ``completeChunk`` or ``completeSmallChunk`` of them);
-    /// returns the ids of the tasks it applied to, and adds them to `moved`.
-    private func completeSucceeded(_ db: Connection, _ chunk: [Completion], counting moved: inout TransitionCounts) throws -> [TaskID] {
-        let sql = chunk.count == Self.completeChunk ? Self.succeededChunkSQL : Self.succeededSmallChunkSQL
-        let attempts = try db.cached(sql.attempts)
-        let tasks = try db.cached(sql.tasks)
-        for statement in [attempts, tasks] {
-            statement.reset()
-            for (row, completion) in chunk.enumerated() {
-                let base = Int32(row * 6)
-                try statement.bind(completion.taskID, at: base + 1)
-                try statement.bind(Int64(completion.attempt), at: base + 2)
-                try statement.bind(completion.worker, at: base + 3)
-                try statement.bind(completion.startedAt.unixMillis, at: base + 4)
-                try statement.bind(completion.finishedAt.unixMillis, at: base + 5)
-                guard case .succeeded(let result) = completion.resolution else {
-                    preconditionFailure("completeSucceeded takes successes only")
-                }
-                try statement.bind(result, at: base + 6)
-            }
-        }
-        try attempts.execute()
-        var ids: [TaskID] = []
-        ids.reserveCapacity(chunk.count)
-        defer { tasks.reset() }
-        while try tasks.step() {
-            ids.append(tasks.int64(0))
-            moved.add(queue: tasks.string(1), name: tasks.string(2))
-        }
-        return ids
+        return try completeAndClaimBlocking(completions, [], worker: "", leaseUntil: Date(), now: Date()).applied
     }
 
     /// One success of a task outside any batch, applied only while the attempt holds the lease: the
@@ -561,21 +442,17 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING
         """
 
-    /// Records one attempt end (typed binds); false when the attempt no longer holds the lease.
-    /// A success is added to `moved` (the caller records it in task_counts).
-    private func completeOne(_ db: Connection, _ completion: Completion, counting moved: inout TransitionCounts) throws -> Bool {
+    /// Records one attempt end other than a success (typed binds); false when the attempt no longer holds
+    /// the lease. Successes have their own path, ``recordSuccesses(_:_:applied:)``: the only one.
+    func completeOther(_ db: Connection, _ completion: Completion) throws -> Bool {
         let finished = completion.finishedAt.unixMillis
         let outcome: AttemptOutcome
         var error: String? = nil
-        var result: String? = nil
+        let result: String? = nil
         let update: Statement
         switch completion.resolution {
-        case .succeeded(let value):
-            outcome = .succeeded
-            result = value
-            update = try db.cached(Self.succeededOneReturningSQL)
-            update.reset()
-            try update.bind(finished, at: 4)
+        case .succeeded:
+            preconditionFailure("successes are recorded by recordSuccesses")
         case .retry(let kind, let message, let runAt):
             outcome = kind
             error = message
@@ -609,14 +486,8 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         try update.bind(completion.taskID, at: 1)
         try update.bind(Int64(completion.attempt), at: 2)
         try update.bind(completion.worker, at: 3)
-        if outcome == .succeeded {
-            defer { update.reset() }
-            guard try update.step() else { return false }
-            moved.add(queue: update.string(0), name: update.string(1))
-        } else {
-            try update.execute()
-            guard db.changes == 1 else { return false }
-        }
+        try update.execute()
+        guard db.changes == 1 else { return false }
         let insert = try db.cached(Self.attemptOneSQL)
         insert.reset()
         try insert.bind(completion.taskID, at: 1)
@@ -632,17 +503,19 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {
-        if names?.isEmpty == true { return nil } // like claim: no handler, nothing to claim
-        let sql = Self.nextRunAtSQL(nameCount: names?.count)
-        let nameValues: [SQLiteValue] = (names ?? []).map { .text($0) }
-        return try read { db in
-            var earliest: Int64?
-            for queue in queues {
-                if let value = try db.scalarInt(sql, [.text(queue)] + nameValues) {
-                    earliest = min(earliest ?? value, value)
+        try await io { [self] in
+            if names?.isEmpty == true { return nil } // like claim: no handler, nothing to claim
+            let sql = Self.nextRunAtSQL(nameCount: names?.count)
+            let nameValues: [SQLiteValue] = (names ?? []).map { .text($0) }
+            return try read { db in
+                var earliest: Int64?
+                for queue in queues {
+                    if let value = try db.scalarInt(sql, [.text(queue)] + nameValues) {
+                        earliest = min(earliest ?? value, value)
+                    }
                 }
+                return earliest.map { Date(unixMillis: $0) }
             }
-            return earliest.map { Date(unixMillis: $0) }
         }
     }
 
@@ -658,40 +531,48 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     // MARK: Workers and leases
 
     public func registerWorker(_ worker: WorkerRecord) async throws {
-        let queues = try Self.jsonArray(worker.queues)
-        let names = try Self.jsonArray(worker.taskNames)
-        try write { db in
-            try db.run("""
-                INSERT INTO workers(id, host, pid, queues, task_names, concurrency, started_at, heartbeat_at, stopped_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)
-                ON CONFLICT(id) DO UPDATE SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
-                    task_names = excluded.task_names, concurrency = excluded.concurrency,
-                    heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
-                """, [.text(worker.id), .text(worker.host), .integer(Int64(worker.pid)), .text(queues), .text(names),
-                      .integer(Int64(worker.concurrency)), .integer(worker.startedAt.unixMillis),
-                      .integer(worker.heartbeatAt.unixMillis)])
+        try await io { [self] in
+            let queues = try Self.jsonArray(worker.queues)
+            let names = try Self.jsonArray(worker.taskNames)
+            try write { db in
+                try db.run("""
+                    INSERT INTO workers(id, host, pid, queues, task_names, concurrency, started_at, heartbeat_at, stopped_at)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)
+                    ON CONFLICT(id) DO UPDATE SET host = excluded.host, pid = excluded.pid, queues = excluded.queues,
+                        task_names = excluded.task_names, concurrency = excluded.concurrency,
+                        heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+                    """, [.text(worker.id), .text(worker.host), .integer(Int64(worker.pid)), .text(queues), .text(names),
+                          .integer(Int64(worker.concurrency)), .integer(worker.startedAt.unixMillis),
+                          .integer(worker.heartbeatAt.unixMillis)])
+            }
         }
     }
 
     public func heartbeat(worker: String, now: Date, leaseUntil: Date) async throws -> [TaskID] {
-        try write { db in
-            try db.run("UPDATE workers SET heartbeat_at = ?2 WHERE id = ?1", [.text(worker), .integer(now.unixMillis)])
-            try db.run("UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND lease_owner = ?1",
-                       [.text(worker), .integer(leaseUntil.unixMillis)])
-            return try db.query("SELECT id FROM tasks WHERE state = 'running' AND lease_owner = ? AND cancel_requested = 1",
-                                [.text(worker)]) { $0.int64(0) }
+        try await io { [self] in
+            try write { db in
+                try db.run("UPDATE workers SET heartbeat_at = ?2 WHERE id = ?1", [.text(worker), .integer(now.unixMillis)])
+                try db.run("UPDATE tasks SET lease_until = ?2 WHERE state = 'running' AND lease_owner = ?1",
+                           [.text(worker), .integer(leaseUntil.unixMillis)])
+                return try db.query("SELECT id FROM tasks WHERE state = 'running' AND lease_owner = ? AND cancel_requested = 1",
+                                    [.text(worker)]) { $0.int64(0) }
+            }
         }
     }
 
     public func stopWorker(_ id: String, at: Date) async throws {
-        try write { db in
-            try db.run("UPDATE workers SET stopped_at = ?2, heartbeat_at = max(heartbeat_at, ?2) WHERE id = ?1",
-                       [.text(id), .integer(at.unixMillis)])
+        try await io { [self] in
+            try write { db in
+                try db.run("UPDATE workers SET stopped_at = ?2, heartbeat_at = max(heartbeat_at, ?2) WHERE id = ?1",
+                           [.text(id), .integer(at.unixMillis)])
+            }
         }
     }
 
     public func workers() async throws -> [WorkerRecord] {
-        try read { db in try Self.workers(db) }
+        try await io { [self] in
+            try read { db in try Self.workers(db) }
+        }
     }
 
     /// Every worker row, most recent heartbeat first (inside the caller's read).
@@ -710,16 +591,20 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
 
     @discardableResult
     public func recoverExpiredLeases(now: Date) async throws -> [TaskID] {
-        try recover(condition: "lease_until < ?1", values: [.integer(now.unixMillis)],
-                    error: "'lease expired: worker ' || coalesce(lease_owner, '?') || ' stopped heartbeating'", now: now)
+        try await io { [self] in
+            try recover(condition: "lease_until < ?1", values: [.integer(now.unixMillis)],
+                        error: "'lease expired: worker ' || coalesce(lease_owner, '?') || ' stopped heartbeating'", now: now)
+        }
     }
 
     @discardableResult
     public func recoverLeases(ofWorkers workers: [String], now: Date, reason: String) async throws -> [TaskID] {
-        if workers.isEmpty { return [] }
-        return try recover(condition: "lease_owner IN (SELECT value FROM json_each(?2))",
-                           values: [.integer(now.unixMillis), .text(try Self.jsonArray(workers)), .text(reason)],
-                           error: "?3", now: now)
+        try await io { [self] in
+            if workers.isEmpty { return [] }
+            return try recover(condition: "lease_owner IN (SELECT value FROM json_each(?2))",
+                               values: [.integer(now.unixMillis), .text(try Self.jsonArray(workers)), .text(reason)],
+                               error: "?3", now: now)
+        }
     }
 
     /// Gives running tasks matching `condition` a `lost` attempt and sends them back to `scheduled`
@@ -763,45 +648,49 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func cancel(_ ids: [TaskID], now: Date) async throws -> [TaskID: CancelOutcome] {
-        try write { db in
-            var outcomes: [TaskID: CancelOutcome] = [:]
-            for id in ids {
-                guard let state = try Self.state(of: id, db) else {
-                    outcomes[id] = .notFound
-                    continue
+        try await io { [self] in
+            try write { db in
+                var outcomes: [TaskID: CancelOutcome] = [:]
+                for id in ids {
+                    guard let state = try Self.state(of: id, db) else {
+                        outcomes[id] = .notFound
+                        continue
+                    }
+                    switch state {
+                    case .scheduled:
+                        try db.run(Self.cancelScheduledSQL, [.integer(id), .integer(now.unixMillis)])
+                        outcomes[id] = .cancelled
+                    case .running:
+                        try db.run("UPDATE tasks SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                                   [.integer(id), .integer(now.unixMillis)])
+                        outcomes[id] = .requested
+                    default:
+                        outcomes[id] = .notCancellable(state)
+                    }
                 }
-                switch state {
-                case .scheduled:
-                    try db.run(Self.cancelScheduledSQL, [.integer(id), .integer(now.unixMillis)])
-                    outcomes[id] = .cancelled
-                case .running:
-                    try db.run("UPDATE tasks SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                               [.integer(id), .integer(now.unixMillis)])
-                    outcomes[id] = .requested
-                default:
-                    outcomes[id] = .notCancellable(state)
-                }
+                return outcomes
             }
-            return outcomes
         }
     }
 
     public func retry(_ ids: [TaskID], now: Date) async throws -> [TaskID: RetryOutcome] {
-        try write { db in
-            var outcomes: [TaskID: RetryOutcome] = [:]
-            for id in ids {
-                guard let state = try Self.state(of: id, db) else {
-                    outcomes[id] = .notFound
-                    continue
+        try await io { [self] in
+            try write { db in
+                var outcomes: [TaskID: RetryOutcome] = [:]
+                for id in ids {
+                    guard let state = try Self.state(of: id, db) else {
+                        outcomes[id] = .notFound
+                        continue
+                    }
+                    guard state == .dead || state == .cancelled else {
+                        outcomes[id] = .notRetryable(state)
+                        continue
+                    }
+                    try db.run(Self.retrySQL + " WHERE id = ?2", [.integer(now.unixMillis), .integer(id)])
+                    outcomes[id] = .rescheduled
                 }
-                guard state == .dead || state == .cancelled else {
-                    outcomes[id] = .notRetryable(state)
-                    continue
-                }
-                try db.run(Self.retrySQL + " WHERE id = ?2", [.integer(now.unixMillis), .integer(id)])
-                outcomes[id] = .rescheduled
+                return outcomes
             }
-            return outcomes
         }
     }
 
@@ -812,28 +701,32 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
         """
 
     public func retryAll(state: TaskState, queue: String?, now: Date) async throws -> Int {
-        guard state == .dead || state == .cancelled else {
-            throw RotaError(.invalidInput, field: "state", "only dead or cancelled tasks can be retried, not \(state)")
-        }
-        // The state as a literal, so the partial index of that state (tasks_dead, tasks_cancelled) applies.
-        let stateCondition = " WHERE state = '\(state.rawValue)'"
-        return try write { db in
-            if let queue {
-                return try db.run(Self.retrySQL + stateCondition + " AND queue = ?2", [.integer(now.unixMillis), .text(queue)])
+        try await io { [self] in
+            guard state == .dead || state == .cancelled else {
+                throw RotaError(.invalidInput, field: "state", "only dead or cancelled tasks can be retried, not \(state)")
             }
-            return try db.run(Self.retrySQL + stateCondition, [.integer(now.unixMillis)])
+            // The state as a literal, so the partial index of that state (tasks_dead, tasks_cancelled) applies.
+            let stateCondition = " WHERE state = '\(state.rawValue)'"
+            return try write { db in
+                if let queue {
+                    return try db.run(Self.retrySQL + stateCondition + " AND queue = ?2", [.integer(now.unixMillis), .text(queue)])
+                }
+                return try db.run(Self.retrySQL + stateCondition, [.integer(now.unixMillis)])
+            }
         }
     }
 
     public func purge(olderThan: Date, states: [TaskState]) async throws -> Int {
-        let states = states.isEmpty ? [TaskState.succeeded, .dead, .cancelled] : states
-        if let bad = states.first(where: { !$0.isTerminal }) {
-            throw RotaError(.invalidInput, field: "state", "\(bad) tasks are never purged; only succeeded, dead or cancelled")
-        }
-        let list = try Self.jsonArray(states.map(\.rawValue))
-        return try write { db in
-            try db.run("DELETE FROM tasks WHERE finished_at < ?1 AND state IN (SELECT value FROM json_each(?2))",
-                       [.integer(olderThan.unixMillis), .text(list)])
+        try await io { [self] in
+            let states = states.isEmpty ? [TaskState.succeeded, .dead, .cancelled] : states
+            if let bad = states.first(where: { !$0.isTerminal }) {
+                throw RotaError(.invalidInput, field: "state", "\(bad) tasks are never purged; only succeeded, dead or cancelled")
+            }
+            let list = try Self.jsonArray(states.map(\.rawValue))
+            return try write { db in
+                try db.run("DELETE FROM tasks WHERE finished_at < ?1 AND state IN (SELECT value FROM json_each(?2))",
+                           [.integer(olderThan.unixMillis), .text(list)])
+            }
         }
     }
 
@@ -862,64 +755,70 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func task(_ id: TaskID) async throws -> TaskRecord? {
-        try read { db in
-            try db.queryFirst("SELECT \(Self.taskColumns) WHERE t.id = ?", [.integer(id)], Self.taskRecord)
+        try await io { [self] in
+            try read { db in
+                try db.queryFirst("SELECT \(Self.taskColumns) WHERE t.id = ?", [.integer(id)], Self.taskRecord)
+            }
         }
     }
 
     public func attempts(of id: TaskID) async throws -> [AttemptRecord] {
-        try read { db in
-            try db.query("""
-                SELECT task_id, attempt, worker, started_at, finished_at, outcome, error, result
-                FROM attempts WHERE task_id = ? ORDER BY attempt
-                """, [.integer(id)]) { row in
-                AttemptRecord(taskID: row.int64(0), attempt: row.int(1), worker: row.optionalString(2),
-                              startedAt: row.optionalInt64(3).map { Date(unixMillis: $0) },
-                              finishedAt: Date(unixMillis: row.int64(4)),
-                              outcome: AttemptOutcome(rawValue: row.string(5)) ?? .failed,
-                              error: row.optionalString(6), result: row.optionalString(7))
+        try await io { [self] in
+            try read { db in
+                try db.query("""
+                    SELECT task_id, attempt, worker, started_at, finished_at, outcome, error, result
+                    FROM attempts WHERE task_id = ? ORDER BY attempt
+                    """, [.integer(id)]) { row in
+                    AttemptRecord(taskID: row.int64(0), attempt: row.int(1), worker: row.optionalString(2),
+                                  startedAt: row.optionalInt64(3).map { Date(unixMillis: $0) },
+                                  finishedAt: Date(unixMillis: row.int64(4)),
+                                  outcome: AttemptOutcome(rawValue: row.string(5)) ?? .failed,
+                                  error: row.optionalString(6), result: row.optionalString(7))
+                }
             }
         }
     }
 
     public func list(_ filter: TaskFilter) async throws -> [TaskRecord] {
-        var conditions: [String] = []
-        var values: [SQLiteValue] = []
-        func bind(_ value: SQLiteValue) -> String {
-            values.append(value)
-            return "?\(values.count)"
-        }
-        if let queue = filter.queue { conditions.append("t.queue = \(bind(.text(queue)))") }
-        if let name = filter.name { conditions.append("t.name = \(bind(.text(name)))") }
-        if let batch = filter.batch {
-            conditions.append("t.batch_id = (SELECT id FROM batches WHERE name = \(bind(.text(batch))))")
-        }
-        if let schedule = filter.schedule { conditions.append("t.schedule = \(bind(.text(schedule)))") }
-        if let since = filter.createdSince { conditions.append("t.created_at >= \(bind(.integer(since.unixMillis)))") }
-        if let before = filter.beforeID { conditions.append("t.id < \(bind(.integer(before)))") }
-        let limit = bind(.integer(Int64(max(0, filter.limit))))
-        let states = filter.states.reduce(into: [TaskState]()) { if !$0.contains($1) { $0.append($1) } }
-        // A batch or schedule filter has its own index (tasks_batch_state, tasks_fire): the planner picks.
-        let planned = filter.batch != nil || filter.schedule != nil
-        return try read { db in
-            var whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-            if !states.isEmpty {
-                // One walk per state, newest first, stopping at the limit; several are merged.
-                let counts = planned ? [:] : try Self.listCounts(db, queue: filter.queue, name: filter.name)
-                let walks = states.map { state in
-                    let (from, extra) = Self.listSource(state, counts: counts, planned: planned)
-                    let all = ["t.state = '\(state.rawValue)'"] + extra + conditions
-                    return "SELECT id FROM (SELECT t.id FROM \(from) WHERE \(all.joined(separator: " AND ")) ORDER BY t.id DESC LIMIT \(limit))"
-                }
-                whereClause = " WHERE t.id IN (\(walks.joined(separator: " UNION ALL ")))"
+        try await io { [self] in
+            var conditions: [String] = []
+            var values: [SQLiteValue] = []
+            func bind(_ value: SQLiteValue) -> String {
+                values.append(value)
+                return "?\(values.count)"
             }
-            let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
-            // Ad-hoc filter combinations: prepare without caching to keep the cache small.
-            let statement = try db.prepare(sql)
-            try statement.bind(values)
-            var rows: [TaskRecord] = []
-            while try statement.step() { rows.append(Self.taskRecord(statement)) }
-            return rows
+            if let queue = filter.queue { conditions.append("t.queue = \(bind(.text(queue)))") }
+            if let name = filter.name { conditions.append("t.name = \(bind(.text(name)))") }
+            if let batch = filter.batch {
+                conditions.append("t.batch_id = (SELECT id FROM batches WHERE name = \(bind(.text(batch))))")
+            }
+            if let schedule = filter.schedule { conditions.append("t.schedule = \(bind(.text(schedule)))") }
+            if let since = filter.createdSince { conditions.append("t.created_at >= \(bind(.integer(since.unixMillis)))") }
+            if let before = filter.beforeID { conditions.append("t.id < \(bind(.integer(before)))") }
+            let limit = bind(.integer(Int64(max(0, filter.limit))))
+            let states = filter.states.reduce(into: [TaskState]()) { if !$0.contains($1) { $0.append($1) } }
+            // A batch or schedule filter has its own index (tasks_batch_state, tasks_fire): the planner picks.
+            let planned = filter.batch != nil || filter.schedule != nil
+            return try read { db in
+                var whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+                if !states.isEmpty {
+                    // One walk per state, newest first, stopping at the limit; several are merged.
+                    let counts = planned ? [:] : try Self.listCounts(db, queue: filter.queue, name: filter.name)
+                    let walks = states.map { state in
+                        let (from, extra) = Self.listSource(state, counts: counts, planned: planned)
+                        let all = ["t.state = '\(state.rawValue)'"] + extra + conditions
+                        return "SELECT id FROM (SELECT t.id FROM \(from) WHERE \(all.joined(separator: " AND ")) ORDER BY t.id DESC LIMIT \(limit))"
+                    }
+                    whereClause = " WHERE t.id IN (\(walks.joined(separator: " UNION ALL ")))"
+                }
+                let sql = "SELECT \(Self.taskColumns)\(whereClause) ORDER BY t.id DESC LIMIT \(limit)"
+                // Ad-hoc filter combinations: prepare without caching to keep the cache small.
+                let statement = try db.prepare(sql)
+                try statement.bind(values)
+                var rows: [TaskRecord] = []
+                while try statement.step() { rows.append(Self.taskRecord(statement)) }
+                return rows
+            }
         }
     }
 
@@ -958,33 +857,35 @@ public final class SQLiteTaskStore: TaskStore, @unchecked Sendable {
     }
 
     public func stats(now: Date) async throws -> StoreStats {
-        let nowMs = now.unixMillis
-        // Counts come from task_counts (kept by triggers, migration 0002): a few rows whatever the table's size.
-        // One read transaction, so every figure is from the same snapshot while schedulers write.
-        return try read { db in
-            try db.transaction(.deferred) {
-                var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
-                var queues: [String: [TaskState: Int]] = [:]
-                for (queue, state, count) in try db.query(
-                    "SELECT queue, state, sum(n) FROM task_counts GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
-                    guard let state = TaskState(rawValue: state) else { continue }
-                    states[state, default: 0] += count
-                    if count > 0 { queues[queue, default: [:]][state] = count }
+        try await io { [self] in
+            let nowMs = now.unixMillis
+            // Counts come from task_counts (kept by triggers, migration 0002): a few rows whatever the table's size.
+            // One read transaction, so every figure is from the same snapshot while schedulers write.
+            return try read { db in
+                try db.transaction(.deferred) {
+                    var states: [TaskState: Int] = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0, 0) })
+                    var queues: [String: [TaskState: Int]] = [:]
+                    for (queue, state, count) in try db.query(
+                        "SELECT queue, state, sum(n) FROM task_counts GROUP BY queue, state", [], { ($0.string(0), $0.string(1), $0.int(2)) }) {
+                        guard let state = TaskState(rawValue: state) else { continue }
+                        states[state, default: 0] += count
+                        if count > 0 { queues[queue, default: [:]][state] = count }
+                    }
+                    let oldest = try Self.oldestScheduledRunAt(db, queues: queues.filter { ($0.value[.scheduled] ?? 0) > 0 }.keys)
+                        .flatMap { $0 <= nowMs ? $0 : nil }
+                    let finishedSQL = """
+                        SELECT count(*) FROM tasks INDEXED BY tasks_finished
+                        WHERE finished_at >= ? AND finished_at IS NOT NULL AND state IN ('succeeded', 'dead')
+                        """
+                    let minute = try db.scalarInt(finishedSQL, [.integer(nowMs - 60_000)]) ?? 0
+                    let hour = try db.scalarInt(finishedSQL, [.integer(nowMs - 3_600_000)]) ?? 0
+                    let byName = try db.query(
+                        "SELECT name, sum(n) FROM task_counts WHERE state = 'scheduled' GROUP BY name HAVING sum(n) > 0", [],
+                        { ($0.string(0), $0.int(1)) })
+                    return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
+                                      finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
+                                      scheduledByName: Dictionary(byName, uniquingKeysWith: +))
                 }
-                let oldest = try Self.oldestScheduledRunAt(db, queues: queues.filter { ($0.value[.scheduled] ?? 0) > 0 }.keys)
-                    .flatMap { $0 <= nowMs ? $0 : nil }
-                let finishedSQL = """
-                    SELECT count(*) FROM tasks INDEXED BY tasks_finished
-                    WHERE finished_at >= ? AND finished_at IS NOT NULL AND state IN ('succeeded', 'dead')
-                    """
-                let minute = try db.scalarInt(finishedSQL, [.integer(nowMs - 60_000)]) ?? 0
-                let hour = try db.scalarInt(finishedSQL, [.integer(nowMs - 3_600_000)]) ?? 0
-                let byName = try db.query(
-                    "SELECT name, sum(n) FROM task_counts WHERE state = 'scheduled' GROUP BY name HAVING sum(n) > 0", [],
-                    { ($0.string(0), $0.int(1)) })
-                return StoreStats(states: states, queues: queues, oldestDueAt: oldest.map { Date(unixMillis: $0) },
-                                  finishedLastMinute: Int(minute), finishedLastHour: Int(hour),
-                                  scheduledByName: Dictionary(byName, uniquingKeysWith: +))
             }
         }
     }
@@ -1091,9 +992,4 @@ struct TransitionCounts {
             try add(counts[index], to: to)
         }
     }
-}
-
-extension String {
-    /// True when the string is empty or only whitespace (fast: no Foundation bridging).
-    public var isBlank: Bool { !unicodeScalars.contains { !$0.properties.isWhitespace } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Rota
 import RotaSQLite
 
 /// WAL checkpoints on a thread and connection of their own, while a scheduler runs.
@@ -91,5 +92,21 @@ extension SQLiteTaskStore {
     func stopBackgroundCheckpoints(_ checkpointer: BackgroundCheckpointer) {
         checkpointer.stop()
         try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
+    }
+}
+
+extension SQLiteTaskStore: BackgroundCheckpointing {
+    /// Moves this store's WAL checkpoints to a thread of their own (see ``BackgroundCheckpointer``); nil for
+    /// a read-only store. Stopping gives the store's connection back its own checkpoints.
+    public func startBackgroundCheckpoints(interval: Duration,
+                                           onError: @escaping @Sendable (any Error) -> Void) throws -> (any BackgroundWork)? {
+        guard let checkpointer = try startBackgroundCheckpoints(interval: interval, onFailure: onError) else { return nil }
+        return CheckpointWork(store: self, checkpointer: checkpointer)
+    }
+
+    private struct CheckpointWork: BackgroundWork {
+        let store: SQLiteTaskStore
+        let checkpointer: BackgroundCheckpointer
+        func stop() { store.stopBackgroundCheckpoints(checkpointer) }
     }
 }
