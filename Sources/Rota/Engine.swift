@@ -60,20 +60,39 @@ final class Engine: @unchecked Sendable {
     let logger: Logger
     private let clock = ContinuousClock()
 
-    // Guarded by `lock`.
+    // MARK: State and its locking rule
+    //
+    // The engine's mutable state is in two places, and each has one rule:
+    // - `shared` (the loop thread, handlers finishing, and control calls from any thread meet there) is read
+    //   and written only while holding `lock`; `lock` is held only for those reads and writes (never across
+    //   a store call, a handler or a log line), and the loop thread waits on it for work.
+    // - the loop thread's own state (`stats`, `checkpointer`, and the locals of `loop()`) is touched only by
+    //   the loop thread, so it needs no lock.
+    // `Running`'s mutable fields belong to `shared` too (read and written under `lock`).
+
+    /// What the loop thread shares with other threads; guarded by `lock`.
+    private struct Shared {
+        /// Attempt ends waiting for the next group commit, and when the first of them came.
+        var completions: [Completion] = []
+        var firstPendingAt: ContinuousClock.Instant?
+        /// Attempts in flight.
+        var running: [TaskID: Running] = [:]
+        /// A wake-up not yet seen by the loop (an enqueue, a finish, a control call).
+        var wakeRequested = false
+        /// When the shutdown grace ends, once a shutdown was asked for.
+        var shutdownDeadline: ContinuousClock.Instant?
+        /// The loop has stopped.
+        var finished = false
+        /// The slots of each queue served (``serve(queue:concurrency:)`` changes them while it runs) and the
+        /// attempts in flight per queue and pool: what the next claim turn is planned from.
+        var planner: ClaimPlanner
+        /// Whether the worker row has yet to show a change of the queues served.
+        var queuesChanged = false
+        /// The claim turn's number (rotates the first queue).
+        var claimTurn = 0
+    }
     private let lock = NSCondition()
-    private var completions: [Completion] = []
-    private var firstPendingAt: ContinuousClock.Instant?
-    private var running: [TaskID: Running] = [:]
-    private var wakeRequested = false
-    private var shutdownDeadline: ContinuousClock.Instant?
-    private var finished = false
-    /// The slots of each queue served (``serve(queue:concurrency:)`` changes them while it runs) and the
-    /// attempts in flight per queue and pool: what the next claim turn is planned from.
-    private var planner: ClaimPlanner
-    /// Whether the worker row has yet to show a change of the queues served.
-    private var queuesChanged = false
-    private var claimTurn = 0
+    private var shared: Shared
 
     // Loop-thread state.
     private struct LoopStats {
@@ -97,9 +116,9 @@ final class Engine: @unchecked Sendable {
         self.logger = logger
         var names: [ExecutorKind: [String]] = [:]
         for entry in handlers.values { names[entry.executor, default: []].append(entry.name) }
-        self.planner = ClaimPlanner(queueSlots: settings.queues, namesByExecutor: names.mapValues { $0.sorted() },
-                                    threadPoolSize: settings.threadPoolSize, maxProcesses: settings.maxProcesses,
-                                    maxClaimBatch: settings.maxClaimBatch)
+        self.shared = Shared(planner: ClaimPlanner(
+            queueSlots: settings.queues, namesByExecutor: names.mapValues { $0.sorted() },
+            threadPoolSize: settings.threadPoolSize, maxProcesses: settings.maxProcesses, maxClaimBatch: settings.maxClaimBatch))
     }
 
     // MARK: Control (any thread)
@@ -119,7 +138,7 @@ final class Engine: @unchecked Sendable {
     /// Wakes the loop: new work may be due (an in-process enqueue).
     func wake() {
         lock.lock()
-        wakeRequested = true
+        shared.wakeRequested = true
         lock.signal()
         lock.unlock()
     }
@@ -129,8 +148,8 @@ final class Engine: @unchecked Sendable {
     func requestShutdown(grace: Duration) {
         lock.lock()
         let deadline = clock.now.advanced(by: grace)
-        shutdownDeadline = min(shutdownDeadline ?? deadline, deadline)
-        wakeRequested = true
+        shared.shutdownDeadline = min(shared.shutdownDeadline ?? deadline, deadline)
+        shared.wakeRequested = true
         lock.signal()
         lock.unlock()
     }
@@ -139,9 +158,9 @@ final class Engine: @unchecked Sendable {
     /// finish). The loop claims with them from its next turn and updates the worker row.
     func serve(queue: String, concurrency: Int) {
         lock.lock()
-        planner.queueSlots[queue] = concurrency
-        queuesChanged = true
-        wakeRequested = true
+        shared.planner.queueSlots[queue] = concurrency
+        shared.queuesChanged = true
+        shared.wakeRequested = true
         lock.signal()
         lock.unlock()
     }
@@ -150,21 +169,21 @@ final class Engine: @unchecked Sendable {
     var servedQueues: [String: Int] {
         lock.lock()
         defer { lock.unlock() }
-        return planner.queueSlots.filter { $0.value > 0 }
+        return shared.planner.queueSlots.filter { $0.value > 0 }
     }
 
     /// The names of the queues served now (for the loop thread's store queries).
     private func currentQueueNames() -> [String] {
         lock.lock()
         defer { lock.unlock() }
-        return planner.servedQueues
+        return shared.planner.servedQueues
     }
 
     /// The worker row for the queues served now.
     private func workerRecord(now: Date) -> WorkerRecord {
         lock.lock()
-        let names = planner.servedQueues
-        let slots = planner.queueSlots.values.reduce(0) { $0 + max($1, 0) }
+        let names = shared.planner.servedQueues
+        let slots = shared.planner.queueSlots.values.reduce(0) { $0 + max($1, 0) }
         lock.unlock()
         return WorkerRecord(id: settings.workerID, host: settings.host, pid: settings.pid, queues: names,
                             taskNames: allNames, concurrency: slots, startedAt: now, heartbeatAt: now)
@@ -174,7 +193,7 @@ final class Engine: @unchecked Sendable {
     var runningCount: Int {
         lock.lock()
         defer { lock.unlock() }
-        return running.count
+        return shared.running.count
     }
 
     // MARK: The loop
@@ -243,18 +262,18 @@ final class Engine: @unchecked Sendable {
                     deadline = min(deadline, instant)
                     return false
                 }
-                if wakeRequested { break }
+                if shared.wakeRequested { break }
                 if let retryAt, inBackoff { deadline = min(deadline, retryAt) }
-                let pendingCount = completions.count + carried.count
+                let pendingCount = shared.completions.count + carried.count
                 if !inBackoff, pendingCount > 0 {
-                    if case .running = phase, pendingCount < running.count, let first = firstPendingAt ?? (carried.isEmpty ? nil : now) {
+                    if case .running = phase, pendingCount < shared.running.count, let first = shared.firstPendingAt ?? (carried.isEmpty ? nil : now) {
                         if due(first.advanced(by: settings.completionLinger)) { break }
                     } else {
                         break
                     }
                 }
                 if case .running = phase, !inBackoff {
-                    if planner.claimable > 0 {
+                    if shared.planner.claimable > 0 {
                         if mayHaveMore { break }
                         if due(nextPoll) || due(nextDue) || due(nextWatch) { break }
                     }
@@ -262,28 +281,28 @@ final class Engine: @unchecked Sendable {
                 }
                 // While the store is backing off, only its retry instant (or a wake) ends the wait.
                 if case .draining = phase, !inBackoff {
-                    if running.isEmpty || due(shutdownDeadline) || due(nextHeartbeat) { break }
+                    if shared.running.isEmpty || due(shared.shutdownDeadline) || due(nextHeartbeat) { break }
                 }
                 if case .cancelling(let hard) = phase, !inBackoff {
-                    if running.isEmpty || due(hard) { break }
+                    if shared.running.isEmpty || due(hard) { break }
                 }
                 stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval(Double((deadline - now).milliseconds + 1) / 1000))
             }
-            let woke = wakeRequested
-            wakeRequested = false
-            let queuesChangedNow = queuesChanged
-            queuesChanged = false
+            let woke = shared.wakeRequested
+            shared.wakeRequested = false
+            let queuesChangedNow = shared.queuesChanged
+            shared.queuesChanged = false
             var batch = carried
             carried = []
             let inBackoff = retryAt.map { now < $0 } ?? false
             if !inBackoff {
-                batch += completions
-                completions.removeAll(keepingCapacity: true)
-                firstPendingAt = nil
+                batch += shared.completions
+                shared.completions.removeAll(keepingCapacity: true)
+                shared.firstPendingAt = nil
             }
-            let requestedDeadline = shutdownDeadline
-            let runningNow = running.count
+            let requestedDeadline = shared.shutdownDeadline
+            let runningNow = shared.running.count
             lock.unlock()
 
             // Shutdown phases.
@@ -342,7 +361,7 @@ final class Engine: @unchecked Sendable {
             if case .running = phase { isShuttingDown = false } else { isShuttingDown = true }
             if isShuttingDown {
                 lock.lock()
-                let empty = running.isEmpty && completions.isEmpty
+                let empty = shared.running.isEmpty && shared.completions.isEmpty
                 lock.unlock()
                 if empty && carried.isEmpty {
                     finishLoop(flushing: [])
@@ -367,7 +386,7 @@ final class Engine: @unchecked Sendable {
                     logger.notice("serving queues", metadata: ["queues": "\(record.queues)"])
                 } catch {
                     lock.lock()
-                    queuesChanged = true
+                    shared.queuesChanged = true
                     lock.unlock()
                     storeFailed(error, "recording the queues served")
                     continue
@@ -470,7 +489,7 @@ final class Engine: @unchecked Sendable {
                 if settings.untilEmpty, claimed.isEmpty, now >= nextEmptyCheck {
                     nextEmptyCheck = now.advanced(by: settings.pollInterval)
                     lock.lock()
-                    let idle = running.isEmpty && completions.isEmpty
+                    let idle = shared.running.isEmpty && shared.completions.isEmpty
                     lock.unlock()
                     if idle, carried.isEmpty,
                        let left = try? blocking({ [store, allNames] in
@@ -490,8 +509,8 @@ final class Engine: @unchecked Sendable {
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
-        claimTurn &+= 1
-        return planner.requests(turn: claimTurn)
+        shared.claimTurn &+= 1
+        return shared.planner.requests(turn: shared.claimTurn)
     }
 
     /// The queues served and the task names an executor with free slots runs (lock taken), and whether
@@ -499,8 +518,8 @@ final class Engine: @unchecked Sendable {
     private func claimableNames() -> (queues: [String], names: [String], poolFull: Bool) {
         lock.lock()
         defer { lock.unlock() }
-        let (names, full) = planner.claimableNames()
-        return (planner.servedQueues, names, full)
+        let (names, full) = shared.planner.claimableNames()
+        return (shared.planner.servedQueues, names, full)
     }
 
     // MARK: Dispatch and finish
@@ -512,10 +531,10 @@ final class Engine: @unchecked Sendable {
         for task in claimed {
             guard let entry = handlers[task.name] else { continue }
             let run = Running(task: task, entry: entry)
-            running[task.id] = run
-            planner.busyByQueue[task.queue, default: 0] += 1
-            if entry.executor == .threadPool { planner.busyThreads += 1 }
-            if entry.executor == .process { planner.busyProcesses += 1 }
+            shared.running[task.id] = run
+            shared.planner.busyByQueue[task.queue, default: 0] += 1
+            if entry.executor == .threadPool { shared.planner.busyThreads += 1 }
+            if entry.executor == .process { shared.planner.busyProcesses += 1 }
             started.append(run)
         }
         lock.unlock()
@@ -542,115 +561,22 @@ final class Engine: @unchecked Sendable {
         switch run.entry.body {
         case .async(let body):
             if run.entry.executor == .process {
-                end = await Self.runDirect(body, task.payload, context)
+                end = await AsyncExecutor.runDirect(body, task.payload, context)
             } else {
-                end = await Self.runAsync(body, task.payload, context, timeout: context.timeout)
+                end = await AsyncExecutor.run(body, task.payload, context, timeout: context.timeout)
             }
         case .blocking(let body):
-            end = await runOnThreadPool(body, task.payload, context, timeout: context.timeout)
+            end = await ThreadPoolExecutor.run(body, task.payload, context, on: pools.threads, timeout: context.timeout) {
+                self.releaseExecutorSlot(.threadPool)
+            }
         }
         finish(run, end)
     }
 
-    private static func classify(_ error: any Error, context: TaskContext) -> AttemptEnd {
-        if let error = error as? AttemptTimeout {
-            return .failure(outcome: .timedOut, error: error.description, retryable: true)
-        }
-        if let error = error as? ExecError, error.timedOut {
-            return .failure(outcome: .timedOut, error: error.description, retryable: true)
-        }
-        let message: String
-        if error is CancellationError {
-            message = "cancelled"
-        } else if let error = error as? any LocalizedError, let text = error.errorDescription {
-            message = text
-        } else {
-            message = String(describing: error)
-        }
-        return .failure(outcome: .failed, error: message, retryable: !(error is any NonRetryable))
-    }
-
-    private static func runDirect(
-        _ body: @Sendable (String, TaskContext) async throws -> String?, _ payload: String, _ context: TaskContext
-    ) async -> AttemptEnd {
-        do {
-            return .success(result: try await body(payload, context))
-        } catch {
-            return classify(error, context: context)
-        }
-    }
-
-    /// Runs an async handler; past its timeout it is cancelled (and awaited: cancellation is cooperative).
-    private static func runAsync(
-        _ body: @escaping @Sendable (String, TaskContext) async throws -> String?, _ payload: String,
-        _ context: TaskContext, timeout: Duration?
-    ) async -> AttemptEnd {
-        guard let timeout else { return await runDirect(body, payload, context) }
-        enum Race: Sendable { case done(AttemptEnd), timedOut }
-        return await withTaskGroup(of: Race.self) { group in
-            group.addTask { .done(await runDirect(body, payload, context)) }
-            group.addTask {
-                do { try await Task.sleep(for: timeout) } catch { return .done(.failure(outcome: .failed, error: "cancelled", retryable: true)) }
-                return .timedOut
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            switch first {
-            case .done(let end):
-                return end
-            case .timedOut:
-                context.flag.set()
-                return .failure(outcome: .timedOut, error: AttemptTimeout(limit: timeout).description, retryable: true)
-            }
-        }
-    }
-
-    /// Runs a blocking handler on a pool thread. Past its timeout (or on cancellation) the result is
-    /// discarded and the attempt ends at once; the thread's slot frees when the closure returns.
-    private func runOnThreadPool(
-        _ body: @escaping @Sendable (String, TaskContext) throws -> String?, _ payload: String,
-        _ context: TaskContext, timeout: Duration?
-    ) async -> AttemptEnd {
-        let once = OneShot<AttemptEnd>()
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<AttemptEnd, Never>) in
-                once.install(continuation)
-                pools.threads.submit { state in
-                    defer { self.releaseExecutorSlot(.threadPool) }
-                    guard case .active = state else {
-                        once.resume(.failure(outcome: .failed, error: "the thread pool is shut down", retryable: true))
-                        return
-                    }
-                    if context.flag.isSet {
-                        once.resume(.failure(outcome: .failed, error: "cancelled", retryable: true))
-                        return
-                    }
-                    do {
-                        once.resume(.success(result: try body(payload, context)))
-                    } catch {
-                        once.resume(Self.classify(error, context: context))
-                    }
-                }
-                if let timeout {
-                    let timer = Task {
-                        try? await Task.sleep(for: timeout)
-                        if Task.isCancelled { return }
-                        context.flag.set()
-                        once.resume(.failure(outcome: .timedOut, error: AttemptTimeout(limit: timeout).description, retryable: true))
-                    }
-                    once.onResume { timer.cancel() }
-                }
-            }
-        } onCancel: {
-            context.flag.set()
-            once.resume(.failure(outcome: .failed, error: "cancelled", retryable: true))
-        }
-    }
-
     private func releaseExecutorSlot(_ executor: ExecutorKind) {
         lock.lock()
-        if executor == .threadPool { planner.busyThreads -= 1 }
-        if executor == .process { planner.busyProcesses -= 1 }
+        if executor == .threadPool { shared.planner.busyThreads -= 1 }
+        if executor == .process { shared.planner.busyProcesses -= 1 }
         lock.signal()
         lock.unlock()
     }
@@ -690,25 +616,25 @@ final class Engine: @unchecked Sendable {
         completion.queueAndName = QueueAndName(queue: task.queue, name: task.name)
         lock.lock()
         // Gone when it was already handed back at the end of a shutdown: its late result is discarded.
-        guard let current = running[task.id], current === run else {
+        guard let current = shared.running[task.id], current === run else {
             lock.unlock()
             return
         }
-        running.removeValue(forKey: task.id)
-        if completions.isEmpty { firstPendingAt = clock.now }
-        completions.append(completion)
-        planner.busyByQueue[task.queue, default: 0] -= 1
-        if run.entry.executor == .process { planner.busyProcesses -= 1 }
+        shared.running.removeValue(forKey: task.id)
+        if shared.completions.isEmpty { shared.firstPendingAt = clock.now }
+        shared.completions.append(completion)
+        shared.planner.busyByQueue[task.queue, default: 0] -= 1
+        if run.entry.executor == .process { shared.planner.busyProcesses -= 1 }
         // Wake the loop only when it has something to do: the first pending completion starts the
-        // group-commit clock, and the flush is due once as many have finished as are still running.
-        if completions.count == 1 || completions.count >= running.count { lock.signal() }
+        // group-commit clock, and the flush is due once as many have finished as are still shared.running.
+        if shared.completions.count == 1 || shared.completions.count >= shared.running.count { lock.signal() }
         lock.unlock()
     }
 
     private func cancel(ids: [TaskID], reason: StopReason) {
         lock.lock()
         for id in ids {
-            guard let run = running[id], run.stopReason == nil else { continue }
+            guard let run = shared.running[id], run.stopReason == nil else { continue }
             run.stopReason = reason
             run.flag.set()
             run.handle?.cancel()
@@ -719,7 +645,7 @@ final class Engine: @unchecked Sendable {
 
     private func cancelAll(reason: StopReason) {
         lock.lock()
-        for run in running.values where run.stopReason == nil {
+        for run in shared.running.values where run.stopReason == nil {
             run.stopReason = reason
             run.flag.set()
             run.handle?.cancel()
@@ -732,11 +658,11 @@ final class Engine: @unchecked Sendable {
         let now = Date()
         lock.lock()
         defer { lock.unlock() }
-        let runs = Array(running.values)
-        running.removeAll()
+        let runs = Array(shared.running.values)
+        shared.running.removeAll()
         for run in runs {
-            planner.busyByQueue[run.task.queue, default: 0] -= 1
-            if run.entry.executor == .process { planner.busyProcesses -= 1 }
+            shared.planner.busyByQueue[run.task.queue, default: 0] -= 1
+            if run.entry.executor == .process { shared.planner.busyProcesses -= 1 }
         }
         if !runs.isEmpty {
             logger.warning("handlers did not stop after cancellation; handing their tasks back",
@@ -777,7 +703,7 @@ final class Engine: @unchecked Sendable {
             } catch {
                 logger.warning("store error while starting; retrying in \(backoff)", metadata: ["error": "\(error)"])
                 lock.lock()
-                if shutdownDeadline != nil {
+                if shared.shutdownDeadline != nil {
                     lock.unlock()
                     return false
                 }
@@ -813,34 +739,34 @@ final class Engine: @unchecked Sendable {
             logger.warning("could not mark the worker stopped", metadata: ["error": "\(error)"])
         }
         lock.lock()
-        finished = true
+        shared.finished = true
         lock.unlock()
         logger.debug("scheduler stopped")
     }
 
     // MARK: Store access
 
-    private func complete(_ completions: [Completion]) throws -> [Bool] {
-        try completeAndClaim(completions, [], leaseUntil: Date()).applied
+    private func complete(_ ends: [Completion]) throws -> [Bool] {
+        try completeAndClaim(ends, [], leaseUntil: Date()).applied
     }
 
-    /// Records `completions` and claims for `requests`: the store's turn, in one transaction where it can.
+    /// Records `ends` and claims for `requests`: the store's turn, in one transaction where it can.
     /// A store that may block runs it right here on the loop thread; another through ``blocking(_:)``.
-    private func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest], leaseUntil: Date) throws -> ClaimTurn {
+    private func completeAndClaim(_ ends: [Completion], _ requests: [ClaimRequest], leaseUntil: Date) throws -> ClaimTurn {
         let worker = settings.workerID
         if let blockingTurns {
-            return try blockingTurns.completeAndClaimBlocking(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
+            return try blockingTurns.completeAndClaimBlocking(ends, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
         }
         return try blocking { [store] in
-            try await store.completeAndClaim(completions, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
+            try await store.completeAndClaim(ends, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
         }
     }
 
     /// Counts a flush and warns of completions whose lease was lost.
-    private func recordFlush(_ completions: [Completion], _ applied: [Bool]) {
+    private func recordFlush(_ ends: [Completion], _ applied: [Bool]) {
         stats.flushes += 1
-        stats.flushed += completions.count
-        for (completion, ok) in zip(completions, applied) where !ok {
+        stats.flushed += ends.count
+        for (completion, ok) in zip(ends, applied) where !ok {
             logger.warning("completion ignored: the lease was lost (the task was recovered)",
                            metadata: ["task": "\(completion.taskID)", "attempt": "\(completion.attempt)"])
         }
