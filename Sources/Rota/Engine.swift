@@ -90,6 +90,10 @@ final class Engine: @unchecked Sendable {
         var queuesChanged = false
         /// The claim turn's number (rotates the first queue).
         var claimTurn = 0
+        /// Claimed suspects (tasks lost ``TaskSpec/suspectAfterLosses`` times, run in process): each waits
+        /// until nothing else runs here and then runs alone, so that losing it again is its own doing. No
+        /// claim is made while one waits.
+        var suspects: [Running] = []
     }
     private let lock = NSCondition()
     private var shared: Shared
@@ -273,7 +277,8 @@ final class Engine: @unchecked Sendable {
                     }
                 }
                 if case .running = phase, !inBackoff {
-                    if shared.planner.claimable > 0 {
+                    if !shared.suspects.isEmpty && shared.running.isEmpty { break }
+                    if shared.suspects.isEmpty && shared.planner.claimable > 0 {
                         if mayHaveMore { break }
                         if due(nextPoll) || due(nextDue) || due(nextWatch) { break }
                     }
@@ -311,6 +316,7 @@ final class Engine: @unchecked Sendable {
                 if requestedDeadline != nil {
                     phase = .draining
                     logger.debug("scheduler draining", metadata: ["running": "\(runningNow)"])
+                    batch += handBackSuspects()
                 }
             case .draining, .cancelling:
                 break
@@ -428,6 +434,29 @@ final class Engine: @unchecked Sendable {
                 }
             }
 
+            // A suspect waiting while nothing else runs here: it runs alone now (and nothing is claimed).
+            if let suspect = takeSuspectIfIdle() {
+                flushPending()
+                do {
+                    let task = suspect.task, worker = settings.workerID
+                    let marked = try blocking { [store] in
+                        try await store.markRunningAlone(task.id, attempt: task.attempt, worker: worker)
+                    }
+                    storeSucceeded()
+                    if marked {
+                        logger.notice("running a task alone: it was lost with its worker before", metadata: [
+                            "task": "\(task.id)", "name": "\(task.name)", "losses": "\(task.losses)"])
+                        start([suspect])
+                    }
+                } catch {
+                    lock.lock()
+                    shared.suspects.insert(suspect, at: 0)
+                    lock.unlock()
+                    storeFailed(error, "marking a task to run alone")
+                }
+                continue
+            }
+
             // Claim up to the free slots (with the pending completions, in one transaction).
             let requests = claimRequests()
             var committedElsewhere = false
@@ -509,6 +538,7 @@ final class Engine: @unchecked Sendable {
     private func claimRequests() -> [ClaimRequest] {
         lock.lock()
         defer { lock.unlock() }
+        if !shared.suspects.isEmpty { return [] }
         shared.claimTurn &+= 1
         return shared.planner.requests(turn: shared.claimTurn)
     }
@@ -524,13 +554,56 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Dispatch and finish
 
+    /// Starts claimed tasks; a suspect (lost before, run in process) waits to run alone instead.
     private func dispatch(_ claimed: [ClaimedTask]) {
-        var started: [Running] = []
-        started.reserveCapacity(claimed.count)
-        lock.lock()
+        var runs: [Running] = []
+        runs.reserveCapacity(claimed.count)
+        var suspects: [Running] = []
         for task in claimed {
             guard let entry = handlers[task.name] else { continue }
             let run = Running(task: task, entry: entry)
+            if task.losses >= TaskSpec.suspectAfterLosses && entry.executor != .process {
+                suspects.append(run)
+            } else {
+                runs.append(run)
+            }
+        }
+        if !suspects.isEmpty {
+            lock.lock()
+            shared.suspects += suspects
+            lock.unlock()
+        }
+        start(runs)
+    }
+
+    /// The first waiting suspect, taken, when nothing runs here; nil otherwise.
+    private func takeSuspectIfIdle() -> Running? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard shared.running.isEmpty, !shared.suspects.isEmpty else { return nil }
+        return shared.suspects.removeFirst()
+    }
+
+    /// Hands back the suspects still waiting (at shutdown): due again at once, no attempt used up.
+    private func handBackSuspects() -> [Completion] {
+        lock.lock()
+        let waiting = shared.suspects
+        shared.suspects.removeAll()
+        lock.unlock()
+        let now = Date()
+        return waiting.map {
+            Completion(taskID: $0.task.id, attempt: $0.task.attempt, worker: settings.workerID, startedAt: $0.task.startedAt,
+                       finishedAt: now, resolution: .handBack(reason: "handed back: the scheduler shut down before it could run alone"))
+        }
+    }
+
+    /// Runs attempts on their executors.
+    private func start(_ runs: [Running]) {
+        var started: [Running] = []
+        started.reserveCapacity(runs.count)
+        lock.lock()
+        for run in runs {
+            let task = run.task, entry = run.entry
             shared.running[task.id] = run
             shared.planner.busyByQueue[task.queue, default: 0] += 1
             if entry.executor == .threadPool { shared.planner.busyThreads += 1 }

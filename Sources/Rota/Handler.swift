@@ -47,6 +47,8 @@ struct HandlerEntry: Sendable {
     var retry: RetryPolicy
     var timeout: Duration?
     var priority: Int
+    /// The default poison limit of its tasks (nil: ``TaskSpec/defaultPoisonLimit``).
+    var poisonLimit: Int? = nil
     var body: Body
 }
 

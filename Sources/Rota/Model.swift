@@ -87,6 +87,15 @@ public struct TaskSpec: Sendable, Equatable {
     public var schedule: String?
     /// The cron instant that fired it.
     public var fireAt: Date?
+    /// How many times it may be lost while running alone on its worker (its worker process died) before it
+    /// is `dead` as a task that crashes its worker; nil: ``TaskSpec/defaultPoisonLimit``. Losses never use
+    /// up ``maxAttempts``.
+    public var poisonLimit: Int?
+
+    /// The poison limit of a task that names none: two losses while running alone.
+    public static let defaultPoisonLimit = 2
+    /// After this many losses a task is a suspect: its scheduler runs it alone, so a loss is its own.
+    public static let suspectAfterLosses = 2
 
     /// Creates a task specification.
     public init(
@@ -101,7 +110,8 @@ public struct TaskSpec: Sendable, Equatable {
         batchID: Int64? = nil,
         batchItem: String? = nil,
         schedule: String? = nil,
-        fireAt: Date? = nil
+        fireAt: Date? = nil,
+        poisonLimit: Int? = nil
     ) {
         self.name = name
         self.payload = payload
@@ -115,6 +125,7 @@ public struct TaskSpec: Sendable, Equatable {
         self.batchItem = batchItem
         self.schedule = schedule
         self.fireAt = fireAt
+        self.poisonLimit = poisonLimit
     }
 }
 
@@ -182,6 +193,13 @@ public struct TaskRecord: Sendable, Equatable {
     public var lastError: String?
     /// The result of its successful attempt, JSON text.
     public var result: String?
+    /// Attempts lost with their worker (its process died or its lease expired). They do not use up
+    /// ``maxAttempts``.
+    public var losses: Int
+    /// Of those, the ones lost while it ran alone on its worker: each is charged against ``poisonLimit``.
+    public var soloLosses: Int
+    /// Losses while running alone that make the task `dead` (it likely crashes its worker).
+    public var poisonLimit: Int
 
     /// Creates a record (used by stores).
     public init(
@@ -189,7 +207,8 @@ public struct TaskRecord: Sendable, Equatable {
         attempts: Int, maxAttempts: Int, timeout: Duration?, leaseOwner: String?, leaseUntil: Date?,
         startedAt: Date?, cancelRequested: Bool, uniqueKey: String?, batch: String?, batchItem: String?,
         schedule: String?, fireAt: Date?, createdAt: Date, updatedAt: Date, finishedAt: Date?,
-        lastError: String?, result: String?
+        lastError: String?, result: String?, losses: Int = 0, soloLosses: Int = 0,
+        poisonLimit: Int = TaskSpec.defaultPoisonLimit
     ) {
         self.id = id; self.name = name; self.queue = queue; self.payload = payload; self.state = state
         self.priority = priority; self.runAt = runAt; self.attempts = attempts; self.maxAttempts = maxAttempts
@@ -198,6 +217,7 @@ public struct TaskRecord: Sendable, Equatable {
         self.batch = batch; self.batchItem = batchItem; self.schedule = schedule; self.fireAt = fireAt
         self.createdAt = createdAt; self.updatedAt = updatedAt; self.finishedAt = finishedAt
         self.lastError = lastError; self.result = result
+        self.losses = losses; self.soloLosses = soloLosses; self.poisonLimit = poisonLimit
     }
 }
 
@@ -255,13 +275,16 @@ public struct ClaimedTask: Sendable, Equatable {
     public var runAt: Date
     /// When this attempt started (the claim instant).
     public var startedAt: Date
+    /// Attempts of it lost with their worker so far: from ``TaskSpec/suspectAfterLosses`` on, its
+    /// scheduler runs it alone (see ``TaskStore/markRunningAlone(_:attempt:worker:)``).
+    public var losses: Int
 
     /// Creates a claimed task (used by stores).
     public init(id: TaskID, name: String, queue: String, payload: String, attempt: Int, maxAttempts: Int,
-                timeout: Duration?, priority: Int, runAt: Date, startedAt: Date) {
+                timeout: Duration?, priority: Int, runAt: Date, startedAt: Date, losses: Int = 0) {
         self.id = id; self.name = name; self.queue = queue; self.payload = payload; self.attempt = attempt
         self.maxAttempts = maxAttempts; self.timeout = timeout; self.priority = priority; self.runAt = runAt
-        self.startedAt = startedAt
+        self.startedAt = startedAt; self.losses = losses
     }
 }
 

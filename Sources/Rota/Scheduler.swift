@@ -158,14 +158,17 @@ public final class Scheduler: Service, Sendable {
     ///   - retry: the backoff between attempts and the default number of attempts.
     ///   - timeout: the default time limit of one attempt; past it the handler is cancelled.
     ///   - priority: the default priority for tasks enqueued through this scheduler.
+    ///   - poisonLimit: the default poison limit of its tasks: how many times one may be lost while running
+    ///     alone (it crashed this process) before it is `dead` (nil: ``TaskSpec/defaultPoisonLimit``).
     ///   - handler: the work; its result is stored as JSON (``Empty`` stores nothing).
     /// - Throws: ``RotaError`` `.invalidState` once the scheduler runs, `.invalidInput` for an empty name.
     public func register<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String, payload: Payload.Type = Payload.self, queue: String = "default",
-        retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0,
+        retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0, poisonLimit: Int? = nil,
         handler: @escaping @Sendable (Payload, TaskContext) async throws -> Output
     ) throws {
         try add(HandlerEntry(name: name, executor: .async, queue: queue, retry: retry, timeout: timeout, priority: priority,
+                             poisonLimit: poisonLimit,
                              body: .async { text, context in
                                  let value = try PayloadCoding.decode(Payload.self, from: text, task: name)
                                  return try PayloadCoding.encode(try await handler(value, context), task: name)
@@ -179,14 +182,15 @@ public final class Scheduler: Service, Sendable {
     /// ```swift
     /// try scheduler.registerBlocking("pdf.render") { (doc: Doc, context) in try Renderer().render(doc) }
     /// ```
-    /// - Parameters: as ``register(_:payload:queue:retry:timeout:priority:handler:)``.
+    /// - Parameters: as ``register(_:payload:queue:retry:timeout:priority:poisonLimit:handler:)``.
     /// - Throws: ``RotaError`` `.invalidState` once the scheduler runs, `.invalidInput` for an empty name.
     public func registerBlocking<Payload: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String, payload: Payload.Type = Payload.self, queue: String = "default",
-        retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0,
+        retry: RetryPolicy = .default, timeout: Duration? = nil, priority: Int = 0, poisonLimit: Int? = nil,
         handler: @escaping @Sendable (Payload, TaskContext) throws -> Output
     ) throws {
         try add(HandlerEntry(name: name, executor: .threadPool, queue: queue, retry: retry, timeout: timeout, priority: priority,
+                             poisonLimit: poisonLimit,
                              body: .blocking { text, context in
                                  let value = try PayloadCoding.decode(Payload.self, from: text, task: name)
                                  return try PayloadCoding.encode(try handler(value, context), task: name)
@@ -267,7 +271,7 @@ public final class Scheduler: Service, Sendable {
         return TaskSpec(name: name, payload: json, queue: queue ?? entry?.queue ?? "default",
                         priority: priority ?? entry?.priority ?? 0, runAt: runAt,
                         maxAttempts: maxAttempts ?? entry?.retry.maxAttempts ?? 3,
-                        timeout: timeout ?? entry?.timeout, uniqueKey: uniqueKey)
+                        timeout: timeout ?? entry?.timeout, uniqueKey: uniqueKey, poisonLimit: entry?.poisonLimit)
     }
 
     /// Enqueues a task; durable when the call returns. A due task wakes this scheduler at once.

@@ -65,7 +65,10 @@ public protocol TaskStore: Sendable {
     func workers() async throws -> [WorkerRecord]
 
     /// Recovers tasks whose lease expired before `now`: each gets a `lost` attempt and goes back to
-    /// `scheduled` (due now), or to `dead` past its max attempts.
+    /// `scheduled` (due now). A lost attempt does not use up the task's attempts (max attempts + 1), but
+    /// counts in its losses; a loss while it ran alone (see ``markRunningAlone(_:attempt:worker:)``) is
+    /// charged, and at its poison limit the task is `dead` instead, with a reason that says so. A task whose
+    /// cancel was requested is `cancelled`.
     /// - Returns: the ids recovered.
     @discardableResult
     func recoverExpiredLeases(now: Date) async throws -> [TaskID]
@@ -74,6 +77,11 @@ public protocol TaskStore: Sendable {
     /// ``recoverExpiredLeases(now:)`` does, with `reason` as the lost attempt's error.
     @discardableResult
     func recoverLeases(ofWorkers workers: [String], now: Date, reason: String) async throws -> [TaskID]
+
+    /// Records that the attempt runs alone on its worker (nothing else in flight there), so that losing it
+    /// is charged against its poison limit. Applies only while the attempt holds the lease.
+    /// - Returns: whether it applied.
+    func markRunningAlone(_ task: TaskID, attempt: Int, worker: String) async throws -> Bool
 
     // MARK: Operations
 

@@ -50,6 +50,9 @@ extension TaskSpec {
         if let uniqueKey, uniqueKey.isEmpty {
             throw RotaError(.invalidInput, field: "unique_key", "must not be empty when given")
         }
+        if let poisonLimit, poisonLimit < 1 {
+            throw RotaError(.invalidInput, field: "poison_limit", "must be at least 1, got \(poisonLimit)")
+        }
         let size = payload.utf8.count
         if size > maxPayloadBytes {
             throw RotaError(.invalidInput, field: "payload", "is \(size) bytes, over the limit of \(maxPayloadBytes) bytes")

@@ -204,7 +204,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
             var inserted = TransitionCounts()
             var batchItems: [Int64: Int64] = [:]
             var start = 0
-            if specs.count >= Self.insertChunk, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
+            if specs.count >= Self.insertChunk, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil && $0.poisonLimit == nil }) {
                 let statement = try db.cached(Self.insertChunkSQL)
                 while specs.count - start >= Self.insertChunk {
                     statement.reset()
@@ -250,6 +250,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
                     try insert.bind(spec.schedule, at: 11)
                     try insert.bindInt(spec.fireAt?.unixMillis, at: 12)
                     try insert.bind(now, at: 13)
+                    try insert.bindInt(spec.poisonLimit.map(Int64.init), at: 14)
                     try insert.execute()
                 } catch let error as SQLiteError where error.extendedCode == 787 /* SQLITE_CONSTRAINT_FOREIGNKEY */ {
                     // batch_id is the only foreign key of tasks.
@@ -276,8 +277,8 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
 
     static let insertSQL = """
         INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, unique_key,
-                          batch_id, batch_item, schedule, fire_at, created_at, updated_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+                          batch_id, batch_item, schedule, fire_at, created_at, updated_at, poison_limit)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, coalesce(?14, 2))
         ON CONFLICT DO NOTHING
         """
 
@@ -351,7 +352,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
                 rows.append(ClaimedTask(id: row.int64(0), name: row.string(1), queue: row.string(2), payload: row.string(3),
                             attempt: row.int(4), maxAttempts: row.int(5),
                             timeout: row.optionalInt64(6).map { .milliseconds($0) }, priority: row.int(7),
-                            runAt: Date(unixMillis: row.int64(8)), startedAt: now))
+                            runAt: Date(unixMillis: row.int64(8)), startedAt: now, losses: row.int(9)))
             }
             claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
             for budget in request.budgets { left[budget.key] = (left[budget.key] ?? budget.limit) - rows.count }
@@ -383,7 +384,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
         }
         sql += """
              ORDER BY priority DESC, run_at LIMIT ?5)
-            RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at
+            RETURNING id, name, queue, payload, attempts, max_attempts, timeout_ms, priority, run_at, losses
             """
         return sql
     }
@@ -626,12 +627,28 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
         """
         UPDATE tasks SET
             state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                         WHEN attempts >= max_attempts THEN 'dead' ELSE 'scheduled' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN ?1 END,
-            last_error = \(error), run_at = ?1, lease_owner = NULL, lease_until = NULL, updated_at = ?1
+                         WHEN solo_losses + alone >= poison_limit THEN 'dead' ELSE 'scheduled' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR solo_losses + alone >= poison_limit THEN ?1 END,
+            last_error = CASE WHEN cancel_requested = 0 AND solo_losses + alone >= poison_limit
+                              THEN 'poison: lost ' || (solo_losses + alone) || ' times while running alone on its worker '
+                                   || '(poison limit ' || poison_limit || '); it likely crashes its worker process. Last: '
+                                   || \(error)
+                              ELSE \(error) END,
+            losses = losses + 1, solo_losses = solo_losses + alone, alone = 0,
+            max_attempts = max_attempts + 1,  -- a lost attempt does not use up the task's attempts
+            run_at = ?1, lease_owner = NULL, lease_until = NULL, updated_at = ?1
         WHERE state = 'running' AND \(condition)
         RETURNING id
         """
+    }
+
+    public func markRunningAlone(_ task: TaskID, attempt: Int, worker: String) async throws -> Bool {
+        try await io { [self] in
+            try write { db in
+                try db.run("UPDATE tasks SET alone = 1 WHERE id = ?1 AND attempts = ?2 AND lease_owner = ?3 AND state = 'running'",
+                           [.integer(task), .integer(Int64(attempt)), .text(worker)]) == 1
+            }
+        }
     }
 
     /// Cancels scheduled task ?1 at ?2.
@@ -736,7 +753,8 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
         t.id, t.name, t.queue, t.payload, t.state, t.priority, t.run_at, t.attempts, t.max_attempts, t.timeout_ms,
         t.lease_owner, t.lease_until, t.started_at, t.cancel_requested, t.unique_key, b.name, t.batch_item,
         t.schedule, t.fire_at, t.created_at, t.updated_at, t.finished_at, t.last_error,
-        (SELECT a.result FROM attempts a WHERE a.task_id = t.id AND a.outcome = 'succeeded' ORDER BY a.attempt DESC LIMIT 1)
+        (SELECT a.result FROM attempts a WHERE a.task_id = t.id AND a.outcome = 'succeeded' ORDER BY a.attempt DESC LIMIT 1),
+        t.losses, t.solo_losses, t.poison_limit
         FROM tasks t LEFT JOIN batches b ON b.id = t.batch_id
         """
 
@@ -751,7 +769,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
             uniqueKey: row.optionalString(14), batch: row.optionalString(15), batchItem: row.optionalString(16),
             schedule: row.optionalString(17), fireAt: date(18), createdAt: Date(unixMillis: row.int64(19)),
             updatedAt: Date(unixMillis: row.int64(20)), finishedAt: date(21), lastError: row.optionalString(22),
-            result: row.optionalString(23))
+            result: row.optionalString(23), losses: row.int(24), soloLosses: row.int(25), poisonLimit: row.int(26))
     }
 
     public func task(_ id: TaskID) async throws -> TaskRecord? {

@@ -9,7 +9,7 @@ struct DevCommand: AsyncParsableCommand {
         commandName: "_dev",
         abstract: "Tools for benchmarks and tests.",
         shouldDisplay: false,
-        subcommands: [Populate.self, Churn.self, Worker.self]
+        subcommands: [Populate.self, Churn.self, Worker.self, Crashy.self]
     )
 
     /// Inserts synthetic tasks (spread over states, queues, names and 30 days).
@@ -117,6 +117,33 @@ struct DevCommand: AsyncParsableCommand {
             }
             try await store.stopWorker(worker, at: Date())
             print("rounds \(rounds), completions \(finished)")
+        }
+    }
+}
+
+extension DevCommand {
+    /// A scheduler with in-process handlers, one of which kills its own process: for tests of the poison
+    /// limit (a task that crashes its worker every time ends `dead`; the tasks beside it complete).
+    struct Crashy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "crashy",
+            abstract: "Run `ok` (succeeds) and `crash` (SIGKILLs this process) in process, until empty.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(name: .long, help: "Slots of the default queue.")
+        var concurrency: Int = 4
+
+        func run() async throws {
+            let store = try global.openStore(.create, durability: .normal, quickCheck: false)
+            let scheduler = Scheduler(store: store, configuration: .init(
+                queues: ["default": concurrency], pollInterval: .milliseconds(20), untilEmpty: true))
+            try scheduler.register("ok") { (_: Empty, _) in Empty() }
+            try scheduler.register("crash") { (_: Empty, _) -> Empty in
+                kill(getpid(), SIGKILL)
+                return Empty()
+            }
+            try await scheduler.run()
         }
     }
 }

@@ -49,6 +49,8 @@ struct ShowCommand: AsyncParsableCommand {
             ("queue", task.queue),
             ("priority", String(task.priority)),
             ("attempts", "\(task.attempts) of \(task.maxAttempts)"),
+            ("lost", task.losses == 0 ? nil : "\(task.losses) with their worker (not counted in attempts); "
+                + "\(task.soloLosses) while running alone, poison limit \(task.poisonLimit)"),
             ("run at", instant(task.runAt)),
             ("created", instant(task.createdAt)),
             ("updated", instant(task.updatedAt)),

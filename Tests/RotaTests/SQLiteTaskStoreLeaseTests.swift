@@ -104,7 +104,7 @@ struct SQLiteTaskStoreLeaseTests {
         #expect(try await f.store.claimAll(names: ["job"], now: recoveredAt).first?.attempt == 2)
     }
 
-    @Test func expiredLeaseOnTheLastAttemptMakesTheTaskDead() async throws {
+    @Test func aLostAttemptDoesNotUseUpTheTasksAttempts() async throws {
         let f = try StoreFixture()
         let id = try await f.store.enqueue(TaskSpec(name: "job", maxAttempts: 1)).id
         let now = instant(0)
@@ -112,9 +112,40 @@ struct SQLiteTaskStoreLeaseTests {
         let recoveredAt = instant(5, from: now)
         #expect(try await f.store.recoverExpiredLeases(now: recoveredAt) == [id])
         let task = try await f.store.record(id)
-        #expect(task.state == .dead)
-        #expect(task.finishedAt == recoveredAt)
+        #expect(task.state == .scheduled)
+        #expect(task.finishedAt == nil)
+        #expect(task.attempts == 1 && task.maxAttempts == 2)
+        #expect(task.losses == 1 && task.soloLosses == 0)
         #expect(try await f.store.attempts(of: id).map(\.outcome) == [.lost])
+    }
+
+    @Test func lossesWhileRunningAloneReachThePoisonLimitAndMakeTheTaskDead() async throws {
+        let f = try StoreFixture()
+        let id = try await f.store.enqueue(TaskSpec(name: "job", maxAttempts: 1, poisonLimit: 2)).id
+        var now = instant(0)
+        // Lost beside others: not charged. Lost alone: charged, and the second charge is the limit.
+        for (round, alone) in [false, true, true].enumerated() {
+            let claimed = try #require(try await f.store.claimAll(leaseUntil: instant(1, from: now), now: now).first)
+            #expect(claimed.losses == round)
+            if alone {
+                #expect(try await f.store.markRunningAlone(id, attempt: claimed.attempt, worker: "w1"))
+                #expect(try await f.store.markRunningAlone(id, attempt: claimed.attempt, worker: "other") == false)
+            }
+            now = instant(5, from: now)
+            #expect(try await f.store.recoverExpiredLeases(now: now) == [id])
+        }
+        let task = try await f.store.record(id)
+        #expect(task.state == .dead)
+        #expect(task.finishedAt == now)
+        #expect(task.losses == 3 && task.soloLosses == 2 && task.poisonLimit == 2)
+        #expect(task.lastError?.hasPrefix("poison: lost 2 times while running alone") == true, "\(task.lastError ?? "")")
+        #expect(try await f.store.attempts(of: id).map(\.outcome) == [.lost, .lost, .lost])
+    }
+
+    @Test func aBadPoisonLimitIsRefused() async throws {
+        let f = try StoreFixture()
+        await #expect(throws: RotaError.self) { try await f.store.enqueue(TaskSpec(name: "job", poisonLimit: 0)) }
+        #expect(try await f.store.list(TaskFilter(limit: 10)).isEmpty)
     }
 
     @Test func expiredLeaseOfACancelRequestedTaskMakesItCancelled() async throws {
