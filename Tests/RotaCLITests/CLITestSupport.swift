@@ -67,9 +67,11 @@ enum Rota {
     /// Runs `rota ARGS…` with a clean environment (no ROTA_DB, NO_COLOR, COLUMNS, LINES or TERM unless given)
     /// and waits for it without blocking a thread (tests share Swift's small cooperative pool with the
     /// scheduler's timing-sensitive tests). stdout and stderr go to files, so large outputs never block on a pipe.
+    /// `input` is its standard input (from a file; none: `/dev/null`).
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) async throws -> CLIResult {
-        try await start(arguments, environment: environment).finish(timeout: timeout)
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+                    timeout: Duration = .seconds(300)) async throws -> CLIResult {
+        try await start(arguments, environment: environment, input: input).finish(timeout: timeout)
     }
 
     /// A started `rota` process whose output is collected in files.
@@ -110,7 +112,7 @@ enum Rota {
     }
 
     /// Starts `rota ARGS…` without waiting.
-    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
+    static func start(_ arguments: [String], environment: [String: String] = [:], input: Data? = nil) throws -> Running {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -128,7 +130,13 @@ enum Rota {
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
+        if let input {
+            let stdin = directory.appendingPathComponent("stdin")
+            try input.write(to: stdin)
+            process.standardInput = try FileHandle(forReadingFrom: stdin)
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         process.currentDirectoryURL = directory
         try process.run()
         return Running(process: process, arguments: arguments, directory: directory)
@@ -163,8 +171,8 @@ final class TempDatabase: @unchecked Sendable {
 
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
-    func rota(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
-        try await Rota.run(withDatabase(arguments), environment: environment)
+    func rota(arguments: [String], environment: [String: String] = [:], input: Data? = nil) async throws -> CLIResult {
+        try await Rota.run(withDatabase(arguments), environment: environment, input: input)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),
