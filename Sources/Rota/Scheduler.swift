@@ -408,6 +408,7 @@ public actor Scheduler: Service {
         } onCancel: {
             engine.requestShutdown(grace: .zero)
         }
+        pools.shutdown()  // drained: the thread pool's threads end now, not at deinit
     }
 
     /// Asks a running scheduler to stop: no more claims; running attempts get `grace` (the configured

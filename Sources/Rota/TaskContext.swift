@@ -87,10 +87,44 @@ final class CancellationFlag: Sendable {
 final class Pools: Sendable {
     let threads: NIOThreadPool
     let processes: ProcessPool
+    /// Set by the first ``shutdown()``; its threads' end is awaited with ``threadsStopped()``.
+    private let shutdownState = Mutex<(started: Bool, stopped: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
 
     init(threads: Int, processes: Int, killGrace: Duration, outputTailBytes: Int) {
         self.threads = NIOThreadPool(numberOfThreads: max(1, threads))
         self.threads.start()
         self.processes = ProcessPool(limit: processes, killGrace: killGrace, tailBytes: outputTailBytes)
+    }
+
+    /// Shuts the thread pool down, once (later calls do nothing): from now on it refuses work
+    /// (``TaskContext/runBlocking(_:)`` throws `CancellationError`), and its threads exit once the closure
+    /// each is running returns. Does not wait for them: a blocking handler that ignores cancellation may
+    /// hold its thread forever, and whoever shuts down must not hang on it.
+    func shutdown() {
+        let first = shutdownState.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        threads.shutdownGracefully { [self] _ in
+            let waiters = shutdownState.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.stopped = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Waits until every thread of the pool has exited, after ``shutdown()``.
+    func threadsStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = shutdownState.withLock { state -> Bool in
+                if state.stopped { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }

@@ -236,6 +236,23 @@ struct SchedulerTests {
         try await running.stop()
     }
 
+    /// The thread pool's threads end when `run()` does, not when the scheduler is released: once it has
+    /// returned, the pool refuses work and every thread exits (the scheduler is still referenced here).
+    @Test func theThreadPoolShutsDownWhenRunEnds() async throws {
+        let db = try TempDatabase()
+        let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(threads: 2, untilEmpty: true),
+                                  logger: testLogger)
+        try scheduler.registerBlocking("block") { (_: Empty, context) in
+            try context.checkCancellation()
+            return Empty()
+        }
+        let id = try await scheduler.enqueue("block")
+        try await runUntilEmpty(scheduler)
+        #expect(try await scheduler.task(id)?.state == .succeeded)
+        try await within(.seconds(600), "the thread pool's threads to exit") { await scheduler.pools.threadsStopped() }
+        await #expect(throws: CancellationError.self) { try await scheduler.pools.threads.runIfActive { 1 } }
+    }
+
     @Test func theWorkerIsRegisteredWithItsNamesAndMarkedStoppedAtTheEnd() async throws {
         let db = try TempDatabase()
         let store = try db.store()
