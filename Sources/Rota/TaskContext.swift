@@ -60,12 +60,16 @@ public struct TaskContext: Sendable {
     }
 
     /// Runs a command on the scheduler's process pool (in its own process group) and awaits its end.
+    /// When every slot of the pool is busy it waits for one; that wait ends with the task's cancellation
+    /// or the timeout.
     ///
     /// - Parameters:
     ///   - command: what to run.
-    ///   - timeout: how long it may run; past it the group gets SIGTERM, then SIGKILL after the pool's grace.
+    ///   - timeout: how long it may wait for a slot and run; past it the group gets SIGTERM, then SIGKILL
+    ///     after the pool's grace.
     /// - Returns: the exit status and output tails; a non-zero exit is a result, not an error.
-    /// - Throws: ``ExecError`` when the command cannot be started or times out.
+    /// - Throws: ``ExecError`` when the command cannot be started or times out; `CancellationError` when
+    ///   the task is cancelled before the command started.
     public func runCommand(_ command: ExecCommand, timeout: Duration? = nil) async throws -> ExecResult {
         try await pools.processes.run(command, timeout: timeout)
     }
