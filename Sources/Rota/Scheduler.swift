@@ -417,6 +417,7 @@ public final class Scheduler: Service, Sendable {
         } onCancel: {
             engine.requestShutdown(grace: .zero)
         }
+        pools.shutdown()  // drained: the thread pool's threads end now, not at deinit
     }
 
     /// Asks a running scheduler to stop: no more claims; running attempts get `grace` (the configured

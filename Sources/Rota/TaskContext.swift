@@ -60,12 +60,16 @@ public struct TaskContext: Sendable {
     }
 
     /// Runs a command on the scheduler's process pool (in its own process group) and awaits its end.
+    /// When every slot of the pool is busy it waits for one; that wait ends with the task's cancellation
+    /// or the timeout.
     ///
     /// - Parameters:
     ///   - command: what to run.
-    ///   - timeout: how long it may run; past it the group gets SIGTERM, then SIGKILL after the pool's grace.
+    ///   - timeout: how long it may wait for a slot and run; past it the group gets SIGTERM, then SIGKILL
+    ///     after the pool's grace.
     /// - Returns: the exit status and output tails; a non-zero exit is a result, not an error.
-    /// - Throws: ``ExecError`` when the command cannot be started or times out.
+    /// - Throws: ``ExecError`` when the command cannot be started or times out; `CancellationError` when
+    ///   the task is cancelled before the command started.
     public func runCommand(_ command: ExecCommand, timeout: Duration? = nil) async throws -> ExecResult {
         try await pools.processes.run(command, timeout: timeout)
     }
@@ -87,10 +91,44 @@ final class CancellationFlag: Sendable {
 final class Pools: Sendable {
     let threads: NIOThreadPool
     let processes: ProcessPool
+    /// Set by the first ``shutdown()``; its threads' end is awaited with ``threadsStopped()``.
+    private let shutdownState = Mutex<(started: Bool, stopped: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
 
     init(threads: Int, processes: Int, killGrace: Duration, outputTailBytes: Int) {
         self.threads = NIOThreadPool(numberOfThreads: max(1, threads))
         self.threads.start()
         self.processes = ProcessPool(limit: processes, killGrace: killGrace, tailBytes: outputTailBytes)
+    }
+
+    /// Shuts the thread pool down, once (later calls do nothing): from now on it refuses work
+    /// (``TaskContext/runBlocking(_:)`` throws `CancellationError`), and its threads exit once the closure
+    /// each is running returns. Does not wait for them: a blocking handler that ignores cancellation may
+    /// hold its thread forever, and whoever shuts down must not hang on it.
+    func shutdown() {
+        let first = shutdownState.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        threads.shutdownGracefully { [self] _ in
+            let waiters = shutdownState.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.stopped = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Waits until every thread of the pool has exited, after ``shutdown()``.
+    func threadsStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = shutdownState.withLock { state -> Bool in
+                if state.stopped { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }

@@ -195,11 +195,15 @@ public final class Connection {
     /// - Throws: ``SQLiteError`` naming the SQL.
     public func execute(_ sql: String) throws {
         var errorMessage: UnsafeMutablePointer<CChar>?
+        errno = 0
         let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if rc != SQLITE_OK {
+            let osErrno = errno
             let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_free(errorMessage)
-            throw SQLiteError(extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql)
+            let code = sqlite3_extended_errcode(handle)
+            throw SQLiteError(extendedCode: code, message: message, sql: sql,
+                              systemErrno: SQLiteError.systemErrno(code, handle, osErrno: osErrno))
         }
     }
 

@@ -1,4 +1,11 @@
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A value SQLite stores: the five storage classes.
 public enum SQLiteValue: Sendable, Equatable, Hashable {
@@ -136,10 +143,11 @@ public final class Statement {
     /// - Throws: ``SQLiteError``; a cached statement that fails is evicted from its connection's cache.
     @discardableResult
     public func step() throws -> Bool {
+        errno = 0  // so a failed write's reason (EFBIG, ENOSPC) is this step's, not an older call's
         let rc = sqlite3_step(handle)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
-        let error = SQLiteError.make(rc, connection.handle, sql: sql)
+        let error = SQLiteError.make(rc, connection.handle, sql: sql, osErrno: errno)
         sqlite3_reset(handle)
         if isCached { connection.evict(self) }
         throw error

@@ -13,6 +13,8 @@ final class BackgroundCheckpointer: @unchecked Sendable {
     private let condition = NSCondition()
     private var stopping = false
     private var done = false
+    /// Checkpoint passes finished (guarded by `condition`), for ``waitForPasses(_:)``.
+    private var passes = 0
     private let onFailure: @Sendable (any Error) -> Void
     /// Used only by the thread (after `init` hands it over).
     private let connection: Connection
@@ -44,6 +46,10 @@ final class BackgroundCheckpointer: @unchecked Sendable {
                     if frames >= Self.restartFrames {
                         _ = try self.connection.queryFirst("PRAGMA wal_checkpoint(RESTART)") { $0.int(0) }
                     }
+                    condition.lock()
+                    passes += 1
+                    condition.broadcast()
+                    condition.unlock()
                 } catch {
                     self.onFailure(error)
                     return
@@ -56,6 +62,18 @@ final class BackgroundCheckpointer: @unchecked Sendable {
 
     /// WAL frames (pages) past which a checkpoint also restarts the WAL: about 16 MiB of 4 KiB pages.
     static let restartFrames = 4_000
+
+    /// Waits until `count` more checkpoint passes have finished, so at least `count - 1` of them started
+    /// after this call (a test's way to wait for the checkpointer's own progress). Returns early, false,
+    /// when the checkpointer stops first.
+    @discardableResult
+    func waitForPasses(_ count: Int) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let target = passes + count
+        while passes < target, !done { condition.wait() }
+        return passes >= target
+    }
 
     /// Stops the thread and waits for it (at most one checkpoint's time).
     func stop() {

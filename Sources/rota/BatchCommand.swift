@@ -46,23 +46,8 @@ struct BatchCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let data: Data
             let label = file == "-" ? "<stdin>" : file
-            if file == "-" {
-                data = FileHandle.standardInput.readDataToEndOfFile()
-            } else {
-                guard let contents = FileManager.default.contents(atPath: file) else {
-                    var isDirectory: ObjCBool = false
-                    let reason: String
-                    if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) {
-                        reason = isDirectory.boolValue ? "it is a directory" : (access(file, R_OK) != 0 ? String(cString: strerror(errno)) : "it cannot be read")
-                    } else {
-                        reason = "no such file"
-                    }
-                    throw CLIError.usage("cannot read \(file): \(reason)")
-                }
-                data = contents
-            }
+            let data = try readInput(file)
             // Pass 1: check every line; nothing is written when one is bad.
             var errors: [String] = []
             var count = 0
@@ -89,24 +74,41 @@ struct BatchCommand: AsyncParsableCommand {
             if count == 0 { throw CLIError.usage("\(label) has no items") }
             // Pass 2: write in large transactions; items already present (a resumed submission) are skipped.
             let store = try global.openStore(.create)
-            let batch = try await store.openBatch(name: name, queue: queue, onComplete: onComplete)
-            var chunk: [TaskSpec] = []
-            chunk.reserveCapacity(10_000)
+            var committed = 0  // items in transactions that committed (added now or already present)
             var added = 0
-            var failure: (any Error)?
-            forEachLine(data) { number, line in
-                guard failure == nil, var spec = try? BatchLine.parse(line, number: number, defaults: self) else { return }
-                spec.batchID = batch.id
-                chunk.append(spec)
-                if chunk.count == 10_000 {
-                    do { added += try store.enqueueSync(chunk).filter(\.inserted).count } catch { failure = error }
+            do {
+                let batch = try await store.openBatch(name: name, queue: queue, onComplete: onComplete)
+                var chunk: [TaskSpec] = []
+                chunk.reserveCapacity(10_000)
+                var failure: (any Error)?
+                func flush() {
+                    do {
+                        added += try store.enqueueSync(chunk).filter(\.inserted).count
+                        committed += chunk.count
+                    } catch {
+                        failure = error
+                    }
                     chunk.removeAll(keepingCapacity: true)
                 }
+                forEachLine(data) { number, line in
+                    guard failure == nil, var spec = try? BatchLine.parse(line, number: number, defaults: self) else { return }
+                    spec.batchID = batch.id
+                    chunk.append(spec)
+                    if chunk.count == 10_000 { flush() }
+                }
+                if failure == nil, !chunk.isEmpty { flush() }
+                if let failure { throw failure }
+                let sealed = try await store.sealBatch(batch.id)
+                print("batch \(name): \(count) item\(count == 1 ? "" : "s"), \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
+            } catch {
+                guard let full = FullDisk.failure(error, database: global.db) else { throw error }
+                let written = committed == count
+                    ? "batch \(name): all \(count) items are in the database (\(added) added by this run), but the batch was not sealed (its completion cannot fire yet)"
+                    : "batch \(name): \(committed) of \(count) items were committed before the failure (\(added) added by this run); the other \(count - committed) were not written"
+                throw CLIError.failure(FullDisk.message(
+                    full, database: global.db, written: written,
+                    afterRerun: ": it resumes, adding only the items not yet in the batch, then seals it"))
             }
-            if let failure { throw failure }
-            if !chunk.isEmpty { added += try store.enqueueSync(chunk).filter(\.inserted).count }
-            let sealed = try await store.sealBatch(batch.id)
-            print("batch \(name): \(count) item\(count == 1 ? "" : "s"), \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
         }
     }
 

@@ -31,6 +31,45 @@ func checkJSON(_ text: String, field: String) throws {
     }
 }
 
+/// The whole contents of the file at `path`, or of standard input for `-`.
+/// - Throws: ``CLIError/usage(_:)`` as `FIELD: cannot read PATH: REASON` (no such file, a directory,
+///   permission denied, …); without `field`, `cannot read PATH: REASON`.
+func readInput(_ path: String, field: String? = nil) throws -> Data {
+    let prefix = field.map { "\($0): " } ?? ""
+    if path == "-" {
+        do {
+            return try FileHandle.standardInput.readToEnd() ?? Data()
+        } catch {
+            throw CLIError.usage("\(prefix)cannot read standard input: \(errorReason(error))")
+        }
+    }
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    if descriptor < 0 {
+        let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+        throw CLIError.usage("\(prefix)cannot read \(path): \(reason)")
+    }
+    let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    var status = stat()
+    if fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFDIR {
+        throw CLIError.usage("\(prefix)cannot read \(path): it is a directory")
+    }
+    do {
+        return try handle.readToEnd() ?? Data()
+    } catch {
+        throw CLIError.usage("\(prefix)cannot read \(path): \(errorReason(error))")
+    }
+}
+
+/// The POSIX reason of a file error (`Permission denied`), else its description.
+private func errorReason(_ error: any Error) -> String {
+    let nsError = error as NSError
+    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if nsError.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(nsError.code))) }
+    return nsError.localizedDescription
+}
+
 extension GlobalOptions {
     /// Opens the database for queries: read-only, never created. A missing file is reported (exit 1).
     func openForReading() throws -> SQLiteTaskStore {

@@ -13,9 +13,15 @@ struct EnqueueCommand: AsyncParsableCommand {
             that is already known prints the existing task's id and says so on stderr
             (exit 0): safe to repeat.
 
+            --payload takes the JSON itself, @FILE to read it from a file, or - to read
+            it from standard input: a payload larger than the kernel's limit on
+            command-line arguments (128 KiB) goes through a file or a pipe.
+
             Examples:
               rota enqueue email.send --payload '{"to": "ops@example.com"}' \\
                   --queue mail --priority 5
+              rota enqueue report.build --payload @report.json    (from a file)
+              jq -c . big.json | rota enqueue report.build --payload -    (stdin)
               rota enqueue exec \\
                   --payload '{"argv": ["/usr/local/bin/backup", "--full"]}' --timeout 30m
               rota enqueue --exec -- /usr/local/bin/backup --full      (the same, shorter)
@@ -37,7 +43,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Argument(parsing: .postTerminator, help: ArgumentHelp("With --exec: the command and its arguments, after `--`.", valueName: "command"))
     var command: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("The payload, JSON (default {}).", valueName: "json"))
+    @Option(name: .long, help: ArgumentHelp("The payload: JSON, @FILE (read from FILE) or - (stdin); default {}.", valueName: "json"))
     var payload: String?
 
     @Option(name: .long, help: ArgumentHelp("The queue.", valueName: "queue"))
@@ -65,7 +71,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     /// - Throws: ``CLIError/usage(_:)`` for contradicting or malformed arguments.
     func spec(now: Date) throws -> TaskSpec {
         let taskName: String
-        var payloadText = payload ?? "{}"
+        let given = try payload.map(readPayload)
+        var payloadText = given?.text ?? "{}"
         if exec {
             if let name, name != "exec" {
                 throw CLIError.usage("--exec enqueues an exec task; put the command after `--` (rota enqueue --exec -- \(name) …)")
@@ -85,7 +92,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             }
             taskName = name
         }
-        try checkJSON(payloadText, field: "--payload")
+        try checkJSON(payloadText, field: given?.field ?? "--payload")
         if priority < 0 { throw CLIError.usage("--priority: must be 0 or more (higher runs first), got \(priority)") }
         if maxAttempts < 1 { throw CLIError.usage("--max-attempts: must be 1 or more, got \(maxAttempts)") }
         if at != nil, delay != nil { throw CLIError.usage("--at and --in contradict each other; use one") }
@@ -103,10 +110,42 @@ struct EnqueueCommand: AsyncParsableCommand {
                         maxAttempts: maxAttempts, timeout: limit, uniqueKey: unique)
     }
 
+    /// The payload text `--payload` gives, and how to name it in a message: the JSON itself, the contents
+    /// of a file (`@FILE`), or standard input (`-`). Trailing whitespace (a file's last newline) is dropped.
+    /// - Throws: ``CLIError/usage(_:)`` naming the file and why it cannot be read, or input that is not UTF-8.
+    func readPayload(_ option: String) throws -> (text: String, field: String) {
+        let data: Data
+        let field: String
+        if option == "-" {
+            field = "--payload - (standard input)"
+            data = try readInput("-", field: "--payload -")
+        } else if option.hasPrefix("@") {
+            let path = String(option.dropFirst())
+            field = "--payload @\(path)"
+            if path.isEmpty { throw CLIError.usage("--payload @: name the file after @, e.g. --payload @payload.json") }
+            data = try readInput(path, field: field)
+        } else {
+            return (option, "--payload")
+        }
+        guard var text = String(validating: data, as: UTF8.self) else {
+            throw CLIError.usage("\(field): not UTF-8 text (JSON payloads are UTF-8)")
+        }
+        while let last = text.utf8.last, last == 0x20 || last == 0x0A || last == 0x0D || last == 0x09 { text.removeLast() }
+        return (text, field)
+    }
+
     func run() async throws {
         let spec = try spec(now: Date())
         let store = try global.openStore(.create, quickCheck: false)
-        let result = try await store.enqueue(spec)
+        let result: EnqueueResult
+        do {
+            result = try await store.enqueue(spec)
+        } catch {
+            guard let full = FullDisk.failure(error, database: global.db) else { throw error }
+            throw CLIError.failure(FullDisk.message(
+                full, database: global.db,
+                written: "nothing was written: the task was not enqueued (\(spec.name), \(spec.payload.utf8.count) bytes of payload)"))
+        }
         if !result.inserted {
             printNote("rota: existing task \(result.id) already has unique key '\(spec.uniqueKey ?? "")'; nothing enqueued")
         }

@@ -48,20 +48,35 @@ struct RotaCommand: AsyncParsableCommand {
 
     /// Parses, runs, and maps every error to the exit-code contract (0 ok, 1 runtime failure, 2 bad usage).
     static func main() async {
+        var database: String?
         do {
+            // Past the file size limit (`ulimit -f`) a write fails with EFBIG and is reported in words,
+            // instead of SIGXFSZ ending the process with a core dump and no message.
+            signal(SIGXFSZ, SIG_IGN)
             var command = try parseAsRoot()
+            database = Self.database(of: command)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
         } catch {
-            Foundation.exit(Self.report(error))
+            Foundation.exit(Self.report(error, database: database))
         }
     }
 
-    /// Prints `error` to stderr (or help to stdout) and returns the process exit code.
-    static func report(_ error: any Error) -> Int32 {
+    /// The database a command writes to, if it is a ``WritingCommand``.
+    static func database(of command: any ParsableCommand) -> String? {
+        (command as? any WritingCommand)?.global.db
+    }
+
+    /// Prints `error` to stderr (or help to stdout) and returns the process exit code. A full disk met by
+    /// a command that writes to `database` is told in words (see ``FullDisk``).
+    static func report(_ error: any Error, database: String? = nil) -> Int32 {
+        if let database, let full = FullDisk.failure(error, database: database) {
+            printError(FullDisk.message(full, database: database))
+            return ExitCodes.failure
+        }
         if let error = error as? RotaError {
             printError(withCLIHints(error.description))
             return error.code == .invalidInput ? ExitCodes.usage : ExitCodes.failure
@@ -103,6 +118,22 @@ struct CLIError: Error {
 func printError(_ message: String) {
     FileHandle.standardError.write(Data(("rota: " + message + "\n").utf8))
 }
+
+/// A command that writes to its database: a full disk is reported naming it (``RotaCommand/report(_:database:)``).
+protocol WritingCommand {
+    var global: GlobalOptions { get }
+}
+
+extension EnqueueCommand: WritingCommand {}
+extension RetryCommand: WritingCommand {}
+extension CancelCommand: WritingCommand {}
+extension PurgeCommand: WritingCommand {}
+extension MigrateCommand: WritingCommand {}
+extension CheckCommand: WritingCommand {}
+extension RunCommand: WritingCommand {}
+extension BatchCommand.Submit: WritingCommand {}
+extension BatchCommand.Retry: WritingCommand {}
+extension BatchCommand.Cancel: WritingCommand {}
 
 /// Options every command shares.
 struct GlobalOptions: ParsableArguments {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Rota
 import RotaSQLiteStore
+import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -101,32 +102,42 @@ struct RunCommand: AsyncParsableCommand {
         configuration.threadPoolSize = 1
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
-        let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
-            // The first signal drains with the configured grace; the next one ends the grace at once.
-            scheduler.shutdown(grace: count == 1 ? nil : .zero)
+        // SIGTERM or SIGINT: the service group shuts its services down gracefully (the scheduler drains
+        // with --grace, then the schedules stop firing). The group listens for the first signal only; the
+        // second one ends the grace at once. (Counted here too: if it comes before the group has acted on
+        // the first, the group's graceful shutdown cannot lengthen a grace already ended.)
+        let escalation = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
+            if count >= 2 { scheduler.shutdown(grace: .zero) }
         }
         // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules. Without
         // --queue, a queue that a reloaded schedule enqueues into is served from then on.
         let servesScheduleQueues = queues.isEmpty
         let (hangups, hangupSeen) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let hangup = cron.map { _ in SignalHandler(signals: [SIGHUP]) { _ in hangupSeen.yield() } }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await scheduler.run() }
-            if let cron {
-                group.addTask { try await cron.run() }
-                group.addTask { [concurrency] in
-                    // One reload at a time, in the order the signals came.
-                    for await _ in hangups {
-                        guard case .synced? = try? await cron.reload(), servesScheduleQueues else { continue }
-                        await serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
-                    }
+        let reloads = cron.map { cron in
+            Task { [concurrency] in
+                // One reload at a time, in the order the signals came.
+                for await _ in hangups {
+                    guard case .synced? = try? await cron.reload(), servesScheduleQueues else { continue }
+                    await serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
                 }
             }
-            try await group.next()  // the scheduler finished (drained, or --until-empty): stop firing
-            group.cancelAll()
         }
-        signals.cancel()
-        hangup?.cancel()
+        // Services stop in reverse order: the scheduler drains first, then the schedules stop firing. The
+        // scheduler finishing by itself (--until-empty) shuts the rest down gracefully; any service throwing
+        // cancels the others (the scheduler then hands its running tasks back at once) and is the error.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let cron { services.append(.init(service: cron, serviceName: "schedules")) }
+        services.append(.init(service: scheduler, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "scheduler"))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "rota.run")))
+        defer {
+            escalation.cancel()
+            hangup?.cancel()
+            hangupSeen.finish()
+            reloads?.cancel()
+        }
+        try await group.run()
     }
 }
 
@@ -166,7 +177,7 @@ func serveNewScheduleQueues(store: any TaskStore, scheduler: Scheduler, concurre
     }
 }
 
-/// Counts SIGTERM/SIGINT deliveries and calls `handler` with the count (1 for the first signal).
+/// Counts deliveries of `signals` and calls `handler` with the count (1 for the first signal).
 final class SignalHandler {
     private let sources: [any DispatchSourceSignal]
 

@@ -67,10 +67,30 @@ enum Rota {
     /// Runs `rota ARGS…` with a clean environment (no ROTA_DB, NO_COLOR, COLUMNS, LINES or TERM unless given)
     /// and waits for it without blocking a thread (tests share Swift's small cooperative pool with the
     /// scheduler's timing-sensitive tests). stdout and stderr go to files, so large outputs never block on a pipe.
+    /// `input` is its standard input (from a file; none: `/dev/null`); `fileSizeLimit` (bytes, a
+    /// multiple of 512) caps every file it writes, as `ulimit -f` does.
     @discardableResult
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(300)) async throws -> CLIResult {
-        try await start(arguments, environment: environment).finish(timeout: timeout)
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+                    fileSizeLimit: Int? = nil, timeout: Duration = .seconds(300)) async throws -> CLIResult {
+        try await start(arguments, environment: environment, input: input, fileSizeLimit: fileSizeLimit).finish(timeout: timeout)
     }
+
+    /// The bytes in one unit of the shell's `ulimit -f` (512 in dash and POSIX shells, 1024 in bash),
+    /// measured: a child of a shell limited to 8 units writes what it may of a larger file.
+    static let ulimitUnit: Int = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rota-ulimit-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let probe = directory.appendingPathComponent("probe").path
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "ulimit -f 8; head -c 100000 /dev/zero > \"$0\"", probe]
+        shell.standardError = FileHandle.nullDevice
+        try? shell.run()
+        shell.waitUntilExit()
+        let size = (try? FileManager.default.attributesOfItem(atPath: probe)[.size] as? Int) ?? 4096
+        return max(512, size / 8)
+    }()
 
     /// A started `rota` process whose output is collected in files.
     final class Running: @unchecked Sendable {
@@ -110,10 +130,17 @@ enum Rota {
     }
 
     /// Starts `rota ARGS…` without waiting.
-    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
+    static func start(_ arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+                      fileSizeLimit: Int? = nil) throws -> Running {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        if let fileSizeLimit {
+            // The shell sets the limit, then becomes rota (which must report EFBIG, not die of SIGXFSZ).
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -f \(fileSizeLimit / ulimitUnit) && exec \"$0\" \"$@\"", binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         for key in ["ROTA_DB", "NO_COLOR", "COLUMNS", "LINES", "TERM"] { env.removeValue(forKey: key) }
         env.merge(environment) { $1 }
@@ -128,7 +155,13 @@ enum Rota {
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
+        if let input {
+            let stdin = directory.appendingPathComponent("stdin")
+            try input.write(to: stdin)
+            process.standardInput = try FileHandle(forReadingFrom: stdin)
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         process.currentDirectoryURL = directory
         try process.run()
         return Running(process: process, arguments: arguments, directory: directory)
@@ -163,8 +196,9 @@ final class TempDatabase: @unchecked Sendable {
 
     /// Runs `rota ARGS… --db PATH` (array form).
     @discardableResult
-    func rota(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
-        try await Rota.run(withDatabase(arguments), environment: environment)
+    func rota(arguments: [String], environment: [String: String] = [:], input: Data? = nil,
+              fileSizeLimit: Int? = nil) async throws -> CLIResult {
+        try await Rota.run(withDatabase(arguments), environment: environment, input: input, fileSizeLimit: fileSizeLimit)
     }
 
     /// A database with 100 synthetic tasks in known states: ids 1–70 succeeded, 71–80 dead (3 of 3 attempts),

@@ -66,7 +66,7 @@ func runOnTerminal(_ arguments: [String], columns: UInt16, rows: UInt16, environ
     _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
     var data = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 4096)
-    let deadline = ContinuousClock.now + .seconds(60)
+    let deadline = ContinuousClock.now + .seconds(300)  // a guard against a hang, as Rota.run has
     while ContinuousClock.now < deadline {
         let count = read(master, &buffer, buffer.count)
         if count > 0 {

@@ -11,7 +11,7 @@ struct ConcurrentWriterTests {
         let churn = try Rota.start(["_dev", "churn", "--seconds", "300", "--batch", "20", "--stop-file", stop, "--db", db.path])
         defer { if churn.process.isRunning { churn.process.terminate() } }
         // Wait until the worker is writing.
-        _ = try await waitFor(timeout: .seconds(60)) { () -> Bool? in
+        _ = try await waitFor(timeout: .seconds(120)) { () -> Bool? in
             ((try await db.rota("stats", "--json").object()["states"] as? [String: Int])?["succeeded"] ?? 0) > 70 ? true : nil
         }
         var rounds = 0

@@ -51,14 +51,19 @@ struct StatsCommandTests {
 
     @Test func throughputCountsRecentlyFinishedTasks() async throws {
         let db = try TempDatabase()
+        let started = Date()
         let churn = try await db.rota("_dev", "churn", "--seconds", "0.3", "--batch", "10")
         #expect(churn.status == 0)
         let stats = try await db.rota("stats", "--json").object()
+        let elapsed = Date().timeIntervalSince(started)
         let throughput = try #require(stats["throughput"] as? [String: Int])
         let states = try #require(stats["states"] as? [String: Int])
-        #expect(throughput["last_minute"] == (states["succeeded"] ?? 0) + (states["dead"] ?? 0))
-        #expect((throughput["last_minute"] ?? 0) > 0)
-        #expect(throughput["last_hour"] == throughput["last_minute"])
+        let finished = (states["succeeded"] ?? 0) + (states["dead"] ?? 0)
+        #expect(finished > 0)
+        // Every task finished after `started`: all in the last hour, and in the last minute when `stats` ran
+        // within a minute of it (how long these commands take is not assumed).
+        #expect(throughput["last_hour"] == finished)
+        if elapsed < 60 { #expect(throughput["last_minute"] == finished) } else { #expect((throughput["last_minute"] ?? 0) <= finished) }
         #expect(stats["workers"] as? [String: Int] == ["live": 0, "dead": 0, "stopped": 1])
     }
 

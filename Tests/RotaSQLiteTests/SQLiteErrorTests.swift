@@ -31,6 +31,21 @@ import Testing
         #expect(error.isFull == (code == Code.full))
     }
 
+    /// A write that fails for want of room is "full" whatever SQLite calls it: `SQLITE_FULL`, or an I/O
+    /// error (`SQLITE_IOERR_WRITE`, 778) whose system error is ENOSPC, EFBIG (past `ulimit -f`) or EDQUOT.
+    @Test(arguments: [(Int32(28), true), (27, true), (122, true), (5 /* EIO */, false), (0, false)])
+    func anIOErrorForWantOfRoomIsFull(_ systemErrno: Int32, _ full: Bool) {
+        let error = SQLiteError(extendedCode: Code.ioErr | (3 << 8), message: "disk I/O error", sql: "COMMIT", systemErrno: systemErrno)
+        #expect(error.isFull == full)
+        #expect(error.isRetryable)
+        #expect(!error.isBusy)
+    }
+
+    @Test func theDescriptionCarriesTheSystemError() {
+        let error = SQLiteError(extendedCode: 778, message: "disk I/O error", sql: "COMMIT", systemErrno: 27)
+        #expect(error.description == "SQLITE_IOERR (778): disk I/O error (errno 27: File too large) — in: COMMIT")
+    }
+
     @Test(arguments: [Code.corrupt, Code.corruptVTab, Code.notADatabase])
     func corruptAndNotADatabaseAreCorruptAndNotRetryable(_ code: Int32) {
         let error = SQLiteError(extendedCode: code, message: "m")

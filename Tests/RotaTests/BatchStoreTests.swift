@@ -101,8 +101,10 @@ import Testing
 
     @Test func statusCountsEveryStateAndEstimates() async throws {
         _ = try await store.submitBatch(name: "s", taskName: "item", payloads: (1...6).map { Item(n: $0) })
+        let beforeWork = Date()
         _ = try await work(limit: 2) { _ in .succeeded(result: nil) }
-        let status = try await store.batchStatus("s")
+        // "The last minute" as of when the work began: both finished after it, however long it took.
+        let status = try await store.batchStatus("s", now: beforeWork)
         #expect(status.states[.succeeded] == 2 && status.states[.scheduled] == 4)
         #expect(status.states.count == TaskState.allCases.count)
         #expect(status.remaining == 4)

@@ -11,10 +11,12 @@ struct ExecutorTests {
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["default": 8], threads: 2, untilEmpty: true),
                                   logger: testLogger)
         let gauge = ConcurrencyGauge()
+        let bothThreads = ThreadRendezvous(count: 2)  // the first two meet, so two run at once on any machine
         try scheduler.registerBlocking("block") { (_: Empty, _) in
             gauge.enter()
             defer { gauge.leave() }
-            usleep(30_000)  // blocks its thread, as blocking work does
+            #expect(bothThreads.arrive())
+            usleep(30_000)  // blocks its thread, as blocking work does; a chance for a third to (wrongly) start
             return Empty()
         }
         for _ in 0..<10 { try await scheduler.enqueue("block") }
@@ -39,7 +41,7 @@ struct ExecutorTests {
             return Empty()
         }
         for _ in 0..<10 { try await scheduler.enqueue("quick") }
-        try await runUntilEmpty(scheduler, limit: .seconds(60))
+        try await runUntilEmpty(scheduler)
         #expect(ran.total == 10)
     }
 
@@ -50,26 +52,25 @@ struct ExecutorTests {
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["a": 4, "b": 4], threads: 2),
                                   logger: testLogger)
         let release = DispatchSemaphore(value: 0)
-        let held = ConcurrencyGauge()
+        let holding = DispatchSemaphore(value: 0)
         let marked = Event()
         let sawAHoldRunning = Mutex(false)
         try scheduler.registerBlocking("hold", queue: "a") { (_: Empty, _) in
-            held.enter()
-            defer { held.leave() }
+            holding.signal()
             release.wait()
             return Empty()
         }
         try scheduler.registerBlocking("mark", queue: "b") { (_: Empty, _) in
-            // Queue a's share of the pool was claimed in the same turn: one of its tasks runs beside this one.
-            for _ in 0..<3_000 where held.current == 0 { usleep(10_000) }
-            sawAHoldRunning.withLock { $0 = held.current >= 1 }
+            // Queue a's share of the pool was claimed in the same turn: one of its tasks runs beside this one
+            // (waited for as an event; the limit only guards against a hang).
+            sawAHoldRunning.withLock { $0 = holding.wait(timeout: .now() + .seconds(600)) == .success }
             marked.fulfill()
             return Empty()
         }
         for _ in 0..<4 { try await scheduler.enqueue("hold") }
         try await scheduler.enqueue("mark")
         let running = RunningScheduler(scheduler)
-        try await within(.seconds(60), "queue b's task while queue a has a backlog") { await marked.wait() }
+        try await within(.seconds(600), "queue b's task while queue a has a backlog") { await marked.wait() }
         // Queue b's task ran beside one of queue a's (before, queue a's request took both threads on every turn
         // and the wait above timed out).
         #expect(sawAHoldRunning.withLock { $0 })
@@ -99,9 +100,9 @@ struct ExecutorTests {
         }
         for _ in 0..<threads { try await scheduler.enqueue("block") }
         let running = RunningScheduler(scheduler)
-        try await within(.seconds(10), "every blocking handler to hold its thread") { await allBlocked.wait() }
+        try await within(.seconds(600), "every blocking handler to hold its thread") { await allBlocked.wait() }
         for _ in 0..<20 { try await scheduler.enqueue("quick") }
-        try await within(.seconds(10), "the async handlers while the pool threads are blocked") { await asyncDone.wait() }
+        try await within(.seconds(600), "the async handlers while the pool threads are blocked") { await asyncDone.wait() }
         for _ in 0..<threads { release.signal() }
         try await running.stop()
     }
@@ -182,8 +183,11 @@ struct ExecutorTests {
         let marks = db.directory.appendingPathComponent("running").path
         let log = db.directory.appendingPathComponent("log").path
         try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
-        // Each command marks itself running, logs how many are, lingers, and unmarks itself.
-        let script = "touch \(marks)/$$; ls \(marks) | wc -l >> \(log); sleep 0.15; rm \(marks)/$$"
+        // Each command marks itself running, logs how many are, waits until two have run at once (the first
+        // two meet, however slowly processes start), lingers, and unmarks itself.
+        let gate = db.directory.appendingPathComponent("two-at-once").path
+        let script = "touch \(marks)/$$; n=$(ls \(marks) | wc -l); echo $n >> \(log); if [ $n -ge 2 ]; then touch \(gate); fi; "
+            + "while [ ! -e \(gate) ]; do sleep 0.01; done; sleep 0.15; rm \(marks)/$$"
         for _ in 0..<6 { try await scheduler.enqueue(exec(["sh", "-c", script])) }
         try await runUntilEmpty(scheduler)
         let counts = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
@@ -204,9 +208,7 @@ struct ExecutorTests {
         stubborn.timeout = .milliseconds(200)
         let politeID = try await scheduler.enqueue(polite).id
         let stubbornID = try await scheduler.enqueue(stubborn).id
-        let start = ContinuousClock.now
-        try await runUntilEmpty(scheduler)
-        #expect(ContinuousClock.now - start < .seconds(300))  // not the commands' 3600 s
+        try await runUntilEmpty(scheduler)  // its guard (600 s) is far shorter than the commands' 3600 s
         for id in [politeID, stubbornID] {
             let attempts = try await scheduler.attempts(of: id)
             #expect(attempts.map(\.outcome) == [.timedOut])
@@ -215,12 +217,15 @@ struct ExecutorTests {
         // The grandchild (same process group) is gone too.
         let grandchild = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
-        var gone = false
-        for _ in 0..<100 where !gone {
-            gone = kill(grandchild, 0) == -1 && errno == ESRCH
-            if !gone { try await Task.sleep(for: .milliseconds(20)) }  // reaped by init asynchronously
+        // Dead once SIGKILL has been handled; it may linger as a zombie until init reaps it.
+        @Sendable func isGone() -> Bool {
+            if kill(grandchild, 0) == -1 && errno == ESRCH { return true }
+            let stat = (try? String(contentsOfFile: "/proc/\(grandchild)/stat", encoding: .utf8)) ?? ""
+            return stat.isEmpty || stat.split(separator: ")").last?.split(separator: " ").first == "Z"
         }
-        #expect(gone)
+        try await within(.seconds(600), "the grandchild to die") {
+            while !isGone() { try await Task.sleep(for: .milliseconds(20)) }
+        }
     }
 
     @Test func anExecPayloadWithoutArgvIsDeadWithAReadableError() async throws {

@@ -109,7 +109,77 @@ struct RunningScheduler {
 
     func stop(grace: Duration = .seconds(5)) async throws {
         scheduler.shutdown(grace: grace)
-        try await within(.seconds(20), "the scheduler to stop") { try await task.value }
+        try await within(.seconds(600), "the scheduler to stop") { try await task.value }
+    }
+}
+
+/// Holds the threads that reach it until `count` have (then lets every later one through): blocking
+/// handlers that must run at the same time meet here instead of sleeping and hoping to overlap.
+final class ThreadRendezvous: Sendable {
+    private let condition = NSCondition()
+    private let arrived = Mutex(0)
+    private let count: Int
+    init(count: Int) { self.count = count }
+
+    /// Blocks until `count` threads have arrived; false after `limit` (a guard against a hang).
+    @discardableResult
+    func arrive(limit: TimeInterval = 600) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let now = arrived.withLock { $0 += 1; return $0 }
+        if now >= count { condition.broadcast(); return true }
+        let deadline = Date().addingTimeInterval(limit)
+        while arrived.withLock({ $0 }) < count {
+            if !condition.wait(until: deadline) { return false }
+        }
+        return true
+    }
+}
+
+/// A logger whose messages a test can wait for: the scheduler's lifecycle events (`scheduler draining`,
+/// logged at debug once the loop has acted on a shutdown request) are events to await, not to sleep for.
+final class LogRecorder: Sendable {
+    private let state = Mutex<(messages: [String], waiters: [(String, CheckedContinuation<Void, Never>)])>(([], []))
+
+    /// A logger at debug level that records here.
+    var logger: Logger {
+        Logger(label: "rota.test") { _ in Handler(recorder: self) }
+    }
+
+    /// Every message so far.
+    var messages: [String] { state.withLock { $0.messages } }
+
+    func record(_ message: String) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.messages.append(message)
+            let matching = state.waiters.filter { message.contains($0.0) }.map(\.1)
+            state.waiters.removeAll { message.contains($0.0) }
+            return matching
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    /// Returns once a message containing `text` has been logged.
+    func wait(for text: String) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.messages.contains(where: { $0.contains(text) }) { return true }
+                state.waiters.append((text, continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    struct Handler: LogHandler {
+        let recorder: LogRecorder
+        var logLevel: Logger.Level = .debug
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { recorder.record(event.message.description) }
     }
 }
 

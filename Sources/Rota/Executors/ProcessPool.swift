@@ -90,19 +90,37 @@ final class ProcessPool: Sendable {
         self.permits = AsyncSemaphore(self.limit)
     }
 
+    /// How many calls wait for a free slot now (for tests and stats).
+    var waiting: Int { permits.waiting }
+
     /// Runs `command` to its end. On timeout or task cancellation the process group gets SIGTERM, then
     /// SIGKILL after `killGrace`, and the call returns once the child is gone.
+    ///
+    /// The wait for a free slot (at most `limit` commands run at once) counts against `timeout` and ends
+    /// when the calling task is cancelled: a command that never started throws at once, without waiting
+    /// for the commands ahead of it.
+    /// - Throws: ``ExecError`` (`timedOut`) when `timeout` passes, waiting or running; `CancellationError`
+    ///   when the task is cancelled while it waits for a slot.
     func run(_ command: ExecCommand, timeout: Duration?) async throws -> ExecResult {
         guard let program = command.argv.first, !program.isEmpty else {
             throw ExecError("argv must name a program (got \(command.argv))")
         }
-        await permits.wait()
+        try Task.checkCancellation()  // a cancelled task starts no command
+        let clock = ContinuousClock()
+        let deadline = timeout.map { clock.now.advanced(by: $0) }
+        switch await permits.wait(until: deadline) {
+        case .acquired: break
+        case .cancelled: throw CancellationError()
+        case .deadlinePassed:
+            throw ExecError("\(program) timed out after \(timeout ?? .zero) waiting for a free process slot (all \(limit) in use); it never started",
+                            timedOut: true)
+        }
         defer { permits.signal() }
-        guard let timeout else { return try await spawn(command, program: program) }
+        guard let timeout, let deadline else { return try await spawn(command, program: program) }
         return try await withThrowingTaskGroup(of: ExecResult?.self) { group in
             group.addTask { try await self.spawn(command, program: program) }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                try await Task.sleep(until: deadline, clock: clock)
                 return nil
             }
             defer { group.cancelAll() }
@@ -168,46 +186,99 @@ final class ProcessPool: Sendable {
     }
 }
 
-/// A counting semaphore for Swift concurrency (waiters resume in order).
+/// A counting semaphore for Swift concurrency (waiters resume in order). A waiter leaves the line when
+/// its task is cancelled or its deadline passes.
 final class AsyncSemaphore: Sendable {
+    /// How a wait ended.
+    enum Outcome: Sendable, Equatable {
+        /// The caller holds a permit; it must ``signal()`` once done.
+        case acquired
+        /// The waiting task was cancelled (no permit is held).
+        case cancelled
+        /// The deadline passed first (no permit is held).
+        case deadlinePassed
+    }
+
+    private struct Waiter {
+        var id: UInt64
+        var continuation: CheckedContinuation<Outcome, Never>
+    }
+
     private struct State {
         var available: Int
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [Waiter] = []
+        var nextID: UInt64 = 0
     }
     private let state: Mutex<State>
 
     init(_ permits: Int) { state = Mutex(State(available: permits)) }
 
-    func wait() async {
-        let acquired = state.withLock { state -> Bool in
+    /// The number of tasks waiting for a permit (for tests).
+    var waiting: Int { state.withLock { $0.waiters.count } }
+
+    /// Waits for a permit, until `deadline` (nil: no limit) or the cancellation of the calling task.
+    /// A permit free at once is taken even by a cancelled task (the command then sees the cancellation).
+    func wait(until deadline: ContinuousClock.Instant? = nil) async -> Outcome {
+        let id = state.withLock { state -> UInt64? in
             if state.available > 0 {
                 state.available -= 1
-                return true
+                return nil
             }
-            return false
+            state.nextID += 1
+            return state.nextID
         }
-        if acquired { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { state -> Bool in
-                if state.available > 0 {
-                    state.available -= 1
-                    return true
+        guard let id else { return .acquired }
+        let timer = Mutex<Task<Void, Never>?>(nil)
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+                let now = state.withLock { state -> Outcome? in
+                    if state.available > 0 {
+                        state.available -= 1
+                        return .acquired
+                    }
+                    // A cancellation before this point found no waiter to remove: it is seen here.
+                    if Task.isCancelled { return .cancelled }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return nil
                 }
-                state.waiters.append(continuation)
-                return false
+                if let now {
+                    continuation.resume(returning: now)
+                    return
+                }
+                if let deadline {
+                    timer.withLock {
+                        $0 = Task { [self] in
+                            try? await Task.sleep(until: deadline, clock: .continuous)
+                            if !Task.isCancelled { leave(id, .deadlinePassed) }
+                        }
+                    }
+                }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            leave(id, .cancelled)
         }
+        timer.withLock { $0?.cancel() }
+        return outcome
     }
 
+    /// Takes waiter `id` out of the line (if it still waits) and resumes it with `outcome`.
+    private func leave(_ id: UInt64, _ outcome: Outcome) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        waiter?.continuation.resume(returning: outcome)
+    }
+
+    /// Returns a permit: the longest waiter gets it, else it becomes available.
     func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> Waiter? in
             if state.waiters.isEmpty {
                 state.available += 1
                 return nil
             }
             return state.waiters.removeFirst()
         }
-        waiter?.resume()
+        waiter?.continuation.resume(returning: .acquired)
     }
 }
