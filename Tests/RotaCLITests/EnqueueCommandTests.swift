@@ -171,7 +171,7 @@ struct EnqueueCommandTests {
     }
 
     /// Permission denied is reported as such (skipped as root, who reads any file).
-    @Test(.enabled(if: geteuid() != 0)) func anUnreadablePayloadFileSaysPermissionDenied() async throws {
+    @Test(.enabled(if: geteuid() != 0, "root reads through permission bits")) func anUnreadablePayloadFileSaysPermissionDenied() async throws {
         let db = try TempDatabase()
         let file = db.directory.appendingPathComponent("secret.json")
         try Data("{}".utf8).write(to: file)
