@@ -61,6 +61,10 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Attempts it may use, 1 or more (1 means no retry).", valueName: "n"))
     var maxAttempts: Int = 3
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Losses while running alone (it crashed its scheduler) before it is dead (default 2).", valueName: "n"))
+    var poisonLimit: Int?
+
     @Option(name: .long, help: ArgumentHelp("Time limit of one attempt (90s, 15m, 2h).", valueName: "duration"))
     var timeout: String?
 
@@ -95,6 +99,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         try checkJSON(payloadText, field: given?.field ?? "--payload")
         if priority < 0 { throw CLIError.usage("--priority: must be 0 or more (higher runs first), got \(priority)") }
         if maxAttempts < 1 { throw CLIError.usage("--max-attempts: must be 1 or more, got \(maxAttempts)") }
+        if let poisonLimit, poisonLimit < 1 { throw CLIError.usage("--poison-limit: must be 1 or more, got \(poisonLimit)") }
         if at != nil, delay != nil { throw CLIError.usage("--at and --in contradict each other; use one") }
         var runAt: Date? = nil
         if let at { runAt = try TimeText.parseInstant(at, field: "--at") }
@@ -107,7 +112,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         if let unique, unique.isEmpty { throw CLIError.usage("--unique: the key must not be empty") }
         return TaskSpec(name: taskName, payload: payloadText, queue: queue, priority: priority, runAt: runAt,
-                        maxAttempts: maxAttempts, timeout: limit, uniqueKey: unique)
+                        maxAttempts: maxAttempts, timeout: limit, uniqueKey: unique, poisonLimit: poisonLimit)
     }
 
     /// The payload text `--payload` gives, and how to name it in a message: the JSON itself, the contents

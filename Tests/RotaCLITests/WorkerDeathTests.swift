@@ -70,4 +70,14 @@ import Testing
             #expect(ok["solo_losses"] as? Int == 0, "an innocent task is never charged: \(ok)")
         }
     }
+
+    @Test func thePoisonLimitIsSetAtEnqueueAndABadOneIsRefused() async throws {
+        let db = try TempDatabase()
+        let id = try await db.enqueue("report", "--poison-limit", "5")
+        let task = try await db.task(id)
+        #expect(task["poison_limit"] as? Int == 5 && task["losses"] as? Int == 0 && task["solo_losses"] as? Int == 0)
+        let bad = try await db.rota("enqueue", "report", "--poison-limit", "0")
+        #expect(bad.status == 2 && bad.stderr.contains("--poison-limit"), "\(bad)")
+        #expect(try await db.rota("list", "--json").objects().count == 1)
+    }
 }
