@@ -25,6 +25,7 @@ struct StoreKind: Sendable, CustomTestStringConvertible, CustomStringConvertible
     /// Every store the conformance suite (and the scheduler tests) run on.
     static let all: [StoreKind] = [
         .sqlite,
+        .memory,
     ]
 
     /// `SQLiteTaskStore` on a fresh file; every handle is a new connection to the file (as another process
@@ -32,6 +33,12 @@ struct StoreKind: Sendable, CustomTestStringConvertible, CustomStringConvertible
     static let sqlite = StoreKind("sqlite") { directory in
         let path = directory.appending(path: "rota.db").path
         return { try SQLiteTaskStore(path: path, configuration: .init(durability: .normal, quickCheck: false)) }
+    }
+
+    /// `MemoryTaskStore`: every handle is the same instance (a store in memory has no other way in).
+    static let memory = StoreKind("memory") { _ in
+        let store = MemoryTaskStore()
+        return { store }
     }
 
     /// A fresh, empty database of this kind, in a temporary directory of its own.
