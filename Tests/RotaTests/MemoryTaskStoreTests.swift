@@ -119,7 +119,7 @@ struct MemoryTaskStoreTests {
     func behavesAsTheSQLiteStoreUnderRandomOperations(seed: UInt64) async throws {
         let database = try TempDatabase()
         var harness = Differential(sqlite: try database.store(), memory: MemoryTaskStore(), seed: seed)
-        for step in 0..<250 {
+        for step in 0..<300 {
             try await harness.step(step)
         }
         #expect(harness.mismatches.isEmpty, "\(harness.mismatches.prefix(5).joined(separator: "\n"))")
@@ -242,6 +242,12 @@ private struct Differential {
 
     mutating func enqueue(_ step: Int) async {
         var specs: [TaskSpec] = []
+        if chance(0.05) {
+            // Many plain tasks at once (SQLite's multi-row INSERT).
+            specs = (0..<int(32...70)).map { n in
+                TaskSpec(name: pick(["a", "b"]), payload: "[\(n)]", queue: pick(["q1", "q2"]), runAt: seconds(int(-30...30)))
+            }
+        }
         for _ in 0..<int(1...4) {
             var spec = TaskSpec(name: pick(["a", "b", "c"]), payload: #"{"n": \#(int(0...9))}"#, queue: pick(["q1", "q2"]),
                                 priority: int(0...2), runAt: seconds(int(-30...30)), maxAttempts: int(1...3),
@@ -303,7 +309,7 @@ private struct Differential {
     mutating func schedules() async {
         let specs = ["every", "other", "third"].filter { _ in chance(0.7) }.map { name in
             ScheduleSpec(name: name, expression: pick(["* * * * *", "*/2 * * * *"]), taskName: pick(["a", "c"]),
-                         queue: pick(["q1", "q2"]), maxAttempts: int(1...2), timeout: chance(0.3) ? .milliseconds(1500) : nil,
+                         queue: pick(["q1", "q2"]), maxAttempts: int(1...2), timeout: chance(0.3) ? pick([.milliseconds(1500), .nanoseconds(1_500_000_001)]) : nil,
                          missed: pick([.skip, .once, .all(cap: 3)]), overlap: pick([.allow, .skip]))
         }
         let now = self.now
