@@ -3,6 +3,11 @@ import Foundation
 // MARK: Schedules
 
 extension MemoryTaskStore {
+    /// Makes the stored schedules match `specs` (see ``TaskStore/syncSchedules(_:now:firstFire:)``): new ones
+    /// get `firstFire(spec)`; a changed expression or zone, a reactivation or a missing next fire recomputes
+    /// it; absent ones are deactivated. `firstFire` runs under the store's lock: it must not call the store.
+    /// - Throws: ``RotaError`` `.invalidInput` for a bad spec; `.database` for a new name given twice (as
+    ///   SQLite's unique name refuses it). Nothing is written then.
     public func syncSchedules(_ specs: [ScheduleSpec], now: Date,
                               firstFire: @escaping @Sendable (ScheduleSpec) -> Date?) async throws -> ScheduleSyncResult {
         for spec in specs {
@@ -60,6 +65,10 @@ extension MemoryTaskStore {
         return spec
     }
 
+    /// Fires every active schedule due at `now`, in the order the schedules were first stored (see
+    /// ``TaskStore/fireDueSchedules(now:plan:)``); a schedule with overlap `skip` fires only its latest planned
+    /// instant, and nothing while its latest task is unfinished. `plan` runs under the store's lock: it must
+    /// not call the store.
     public func fireDueSchedules(now: Date, plan: @escaping @Sendable (ScheduleRecord) -> FirePlan) async throws -> [EnqueueResult] {
         let nowMs = now.unixMillis
         return state.withLock { state in
@@ -111,6 +120,7 @@ extension MemoryTaskStore {
         return latest.state == .scheduled || latest.state == .running
     }
 
+    /// Every stored schedule, active ones first, then by name (byte order, as SQLite sorts text).
     public func schedules() async throws -> [ScheduleRecord] {
         state.withLock { state in
             state.schedules.values.sorted {
@@ -120,6 +130,7 @@ extension MemoryTaskStore {
         }
     }
 
+    /// The earliest next fire of any active schedule.
     public func nextScheduleFire() async throws -> Date? {
         state.withLock { state in
             state.schedules.values.filter(\.active).compactMap(\.nextFireAt).min().map { Date(unixMillis: $0) }
@@ -130,6 +141,8 @@ extension MemoryTaskStore {
 // MARK: Batches
 
 extension MemoryTaskStore {
+    /// Creates the batch `spec.name` (created now, by the clock), or opens it again unsealed, its
+    /// `on_complete` replaced when `spec` has one (its queue and completion stay).
     public func openBatch(_ spec: BatchSpec) async throws -> BatchRecord {
         let now = Self.now()
         return state.withLock { state in
@@ -150,6 +163,9 @@ extension MemoryTaskStore {
         }
     }
 
+    /// Seals the batch: it completes (enqueueing its `on_complete` task, the first time only) at once when
+    /// every item already finished.
+    /// - Throws: ``RotaError`` `.notFound` for an unknown batch id.
     public func sealBatch(_ batch: Int64) async throws -> BatchRecord {
         try state.withLock { state in
             guard state.batches[batch] != nil else { throw RotaError(.notFound, "no batch with id \(batch)") }
@@ -160,10 +176,12 @@ extension MemoryTaskStore {
         }
     }
 
+    /// The batch named `name`, or nil.
     public func batch(named name: String) async throws -> BatchRecord? {
         state.withLock { state in state.batchIDs[name].flatMap { state.batches[$0]?.record } }
     }
 
+    /// Batches, newest first; a negative `limit` is no limit (as SQL's `LIMIT`).
     public func batches(limit: Int) async throws -> [BatchRecord] {
         state.withLock { state in
             let newest = state.batches.values.sorted { $0.id > $1.id }
@@ -172,6 +190,9 @@ extension MemoryTaskStore {
         }
     }
 
+    /// A batch's items per state (every state present), and its finishes: in the minute before `now`, first
+    /// and last.
+    /// - Throws: ``RotaError`` `.notFound` for an unknown batch.
     public func batchStatus(_ name: String, now: Date) async throws -> BatchStatus {
         let since = now.unixMillis - 60_000
         return try state.withLock { state in
@@ -193,6 +214,9 @@ extension MemoryTaskStore {
         }
     }
 
+    /// Retries the batch's `dead` items, due now with at least one more attempt; a completed batch reopens.
+    /// - Returns: how many were rescheduled.
+    /// - Throws: ``RotaError`` `.notFound` for an unknown batch.
     public func retryBatch(_ name: String, now: Date) async throws -> Int {
         let nowMs = now.unixMillis
         return try state.withLock { state in
@@ -203,6 +227,9 @@ extension MemoryTaskStore {
         }
     }
 
+    /// Cancels the batch's `scheduled` items and asks its `running` ones to stop.
+    /// - Returns: how many were cancelled, and how many asked to stop.
+    /// - Throws: ``RotaError`` `.notFound` for an unknown batch.
     public func cancelBatch(_ name: String, now: Date) async throws -> (cancelled: Int, requested: Int) {
         let nowMs = now.unixMillis
         return try state.withLock { state in

@@ -62,6 +62,10 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
 
     // MARK: Enqueue
 
+    /// Enqueues validated specs at once, all or none (see ``TaskStore/enqueue(validated:)``). A task without
+    /// `runAt` is due now, by the clock; ids are one more than the largest id held, as SQLite gives rowids.
+    /// - Throws: ``RotaError`` `.invalidInput` (field `batch_id`, or `tasks[i].batch_id`) for a new task of a
+    ///   batch id that does not exist, as `SQLiteTaskStore` refuses it; nothing is written then.
     public func enqueue(validated specs: ValidatedSpecs) async throws -> [EnqueueResult] {
         try enqueueNow(specs.specs)
     }
@@ -121,6 +125,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
 
     // MARK: Running
 
+    /// The scheduler's turn: ``completeAndClaimBlocking(_:_:worker:leaseUntil:now:)``, which never waits for
+    /// long.
     public func completeAndClaim(_ completions: [Completion], _ requests: [ClaimRequest], worker: String,
                                  leaseUntil: Date, now: Date) async throws -> ClaimTurn {
         try completeAndClaimBlocking(completions, requests, worker: worker, leaseUntil: leaseUntil, now: now)
@@ -245,6 +251,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         return claimed
     }
 
+    /// The earliest `run_at` of a `scheduled` task of `queues` (and `names`: none when empty), due or not.
     public func nextRunAt(queues: [String], names: [String]?) async throws -> Date? {
         if names?.isEmpty == true { return nil } // like a claim: no handler, nothing to claim
         let names = names.map(Set.init)
@@ -260,6 +267,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// How many tasks of `queues` (and `names`) are `scheduled` or `running`.
     public func countUnfinished(queues: [String], names: [String]?) async throws -> Int {
         let queues = Set(queues), names = names.map(Set.init)
         return state.withLock { state in
@@ -274,6 +282,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
 
     // MARK: Workers and leases
 
+    /// Registers a worker, or re-registers it: its start stays, everything else is replaced and its stop
+    /// cleared.
     public func registerWorker(_ worker: WorkerRecord) async throws {
         state.withLock { state in
             var record = worker
@@ -286,6 +296,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Records the worker's heartbeat and extends the lease of each of its running tasks.
+    /// - Returns: the ids (ascending) of its running tasks a cancel was requested for.
     public func heartbeat(worker: String, now: Date, leaseUntil: Date) async throws -> [TaskID] {
         let leaseMs = leaseUntil.unixMillis
         return state.withLock { state in
@@ -300,6 +312,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Marks a worker stopped at `at` (its heartbeat becomes at least `at`); an unknown id changes nothing.
     public func stopWorker(_ id: String, at: Date) async throws {
         let atMs = at.unixMillis
         state.withLock { state in
@@ -310,6 +323,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// All workers, most recent heartbeat first, then by id.
     public func workers() async throws -> [WorkerRecord] {
         state.withLock { Self.workers(in: $0) }
     }
@@ -322,6 +336,9 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Recovers the running tasks whose lease ended before `now` (see
+    /// ``TaskStore/recoverExpiredLeases(now:)``); the lost attempt's error names the worker.
+    /// - Returns: their ids, ascending.
     @discardableResult
     public func recoverExpiredLeases(now: Date) async throws -> [TaskID] {
         let nowMs = now.unixMillis
@@ -332,6 +349,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Recovers the running tasks leased by `workers` at once, with `reason` as the lost attempts' error.
+    /// - Returns: their ids, ascending.
     @discardableResult
     public func recoverLeases(ofWorkers workers: [String], now: Date, reason: String) async throws -> [TaskID] {
         if workers.isEmpty { return [] }
@@ -367,6 +386,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
 
     // MARK: Operations
 
+    /// Cancels `scheduled` tasks and asks `running` ones to stop; ids are taken in order (an id given twice
+    /// reports its second outcome).
     public func cancel(_ ids: [TaskID], now: Date) async throws -> [TaskID: CancelOutcome] {
         let nowMs = now.unixMillis
         return state.withLock { state in
@@ -404,6 +425,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Makes `dead` and `cancelled` tasks `scheduled` again, due now, with at least one more attempt.
     public func retry(_ ids: [TaskID], now: Date) async throws -> [TaskID: RetryOutcome] {
         let nowMs = now.unixMillis
         return state.withLock { state in
@@ -436,6 +458,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Retries every task in `state` (optionally of one queue).
+    /// - Throws: ``RotaError`` `.invalidInput` (field `state`) unless `state` is `dead` or `cancelled`.
     public func retryAll(state retried: TaskState, queue: String?, now: Date) async throws -> Int {
         guard retried == .dead || retried == .cancelled else {
             throw RotaError(.invalidInput, field: "state", "only dead or cancelled tasks can be retried, not \(retried)")
@@ -448,6 +472,9 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// Deletes the tasks of `states` (all finished states when empty) that finished before `olderThan`, with
+    /// their attempts. A batch keeps its completion, and its `on_complete` task never runs twice.
+    /// - Throws: ``RotaError`` `.invalidInput` (field `state`) for `scheduled` or `running`.
     public func purge(olderThan: Date, states: [TaskState]) async throws -> Int {
         let states = states.isEmpty ? [TaskState.succeeded, .dead, .cancelled] : states
         if let bad = states.first(where: { !$0.isTerminal }) {
@@ -467,10 +494,12 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
 
     // MARK: Queries
 
+    /// One task, with its batch's name and the result of its latest successful attempt; nil when unknown.
     public func task(_ id: TaskID) async throws -> TaskRecord? {
         state.withLock { state in state.tasks[id].map { Self.record($0, in: state) } }
     }
 
+    /// A task's finished attempts, in order.
     public func attempts(of id: TaskID) async throws -> [AttemptRecord] {
         state.withLock { state in
             (state.attempts[id] ?? []).map { row in
@@ -481,6 +510,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// The tasks matching `filter`, newest (highest id) first, at most `filter.limit`.
     public func list(_ filter: TaskFilter) async throws -> [TaskRecord] {
         let limit = max(0, filter.limit)
         if limit == 0 { return [] }
@@ -521,6 +551,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
             lastError: task.lastError, result: result)
     }
 
+    /// Counts per state (every state present) and per queue, the oldest due task, and the tasks that
+    /// succeeded or died in the minute and the hour before `now`.
     public func stats(now: Date) async throws -> StoreStats {
         let nowMs = now.unixMillis
         return state.withLock { state in
@@ -548,6 +580,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         }
     }
 
+    /// The scheduled tasks, per queue and name, that no live worker both serves and handles (optionally
+    /// counted in one batch only), by queue then name.
     public func unhandledTasks(now: Date, batch: Int64?) async throws -> [UnhandledTasks] {
         state.withLock { state in
             var groups: [(queue: String, name: String, count: Int)] = state.counts.compactMap { key, count in
