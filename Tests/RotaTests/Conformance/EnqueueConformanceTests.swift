@@ -96,8 +96,8 @@ struct EnqueueConformanceTests {
         }
     }
 
-    /// The protocol says `.notFound`; the SQLite store has always answered `.invalidInput` naming
-    /// `batch_id`. Either way the whole enqueue is refused and nothing is written.
+    /// Refused as bad input naming the spec's `batch_id` (as SQLite's foreign key has always answered; the
+    /// protocol's doc comment says `.notFound`), and the whole enqueue with it: nothing is written.
     @Test(arguments: StoreKind.all)
     func anEnqueueIntoAMissingBatchIsRefusedWhole(_ kind: StoreKind) async throws {
         let f = try kind.fixture()
@@ -105,7 +105,12 @@ struct EnqueueConformanceTests {
         let before = try await f.store.snapshot()
         let specs = [TaskSpec(name: "a"), TaskSpec(name: "b"), TaskSpec(name: "c", batchID: 999, batchItem: "1")]
         let error = try #require(await rotaError { _ = try await f.store.enqueue(specs) })
-        #expect(error.code == .notFound || error.code == .invalidInput, "\(error.code)")
+        #expect(error.code == .invalidInput)
+        #expect(error.field == "tasks[2].batch_id")
+        #expect(try await f.store.snapshot() == before)
+        let single = try #require(await rotaError { _ = try await f.store.enqueue(TaskSpec(name: "c", batchID: 999, batchItem: "1")) })
+        #expect(single.code == .invalidInput)
+        #expect(single.field == "batch_id")
         #expect(try await f.store.snapshot() == before)
         // The store is still usable.
         #expect(try await f.store.enqueue(TaskSpec(name: "d")).inserted)
