@@ -190,12 +190,14 @@ extension MemoryTaskStore {
         /// Changes a task (never its id, queue, name or keys), keeping the indexes and counts in step; a batch
         /// item that finishes or is pending again moves its batch's `finished` (which may complete or reopen
         /// the batch, as the SQLite triggers do).
-        mutating func update(_ id: TaskID, _ body: (inout StoredTask) -> Void) {
+        /// - Parameter unlisted: true when the caller already took the (scheduled) task out of `due` (see
+        ///   ``removeDue(_:at:)``).
+        mutating func update(_ id: TaskID, unlisted: Bool = false, _ body: (inout StoredTask) -> Void) {
             guard var task = tasks[id] else { return }
             let old = task
             body(&task)
             if old.state != task.state || old.priority != task.priority || old.runAt != task.runAt {
-                unindex(old)
+                unindex(old, unlisted: unlisted)
                 index(task)
             }
             tasks[id] = task
@@ -255,11 +257,13 @@ extension MemoryTaskStore {
             }
         }
 
-        private mutating func unindex(_ task: StoredTask) {
+        private mutating func unindex(_ task: StoredTask, unlisted: Bool = false) {
             let countKey = CountKey(queue: task.queue, name: task.name, state: task.state)
             let count = (counts[countKey] ?? 0) - 1
             counts[countKey] = count > 0 ? count : nil
             switch task.state {
+            case .scheduled where unlisted:
+                break
             case .scheduled:
                 let key = task.dueKey
                 guard var keys = due[task.queue] else { return }
@@ -272,6 +276,40 @@ extension MemoryTaskStore {
             default:
                 break
             }
+        }
+
+        /// Takes the keys at `indices` (ascending) out of a queue's `due` list in one pass: a claim's tasks,
+        /// before each is updated with `unlisted: true`.
+        mutating func removeDue(_ queue: String, at indices: [Int]) {
+            guard let first = indices.first, var keys = due[queue] else { return }
+            due[queue] = nil // keeps the array uniquely referenced while it changes
+            var write = first, next = 0
+            for read in first..<keys.count {
+                if next < indices.count, indices[next] == read {
+                    next += 1
+                    continue
+                }
+                keys[write] = keys[read]
+                write += 1
+            }
+            keys.removeLast(keys.count - write)
+            if !keys.isEmpty { due[queue] = keys }
+        }
+
+        /// The earliest `run_at` among a queue's scheduled tasks whose name `matches`: the first matching
+        /// task of each priority (its tasks are in `run_at` order).
+        func earliestDue(in queue: String, where matches: (TaskID) -> Bool = { _ in true }) -> Int64? {
+            guard let keys = due[queue] else { return nil }
+            var earliest: Int64?
+            var index = 0
+            while index < keys.count {
+                let end = Self.indexPastPriority(keys[index].priority, in: keys)
+                if let first = keys[index..<end].first(where: { matches($0.id) }) {
+                    earliest = min(earliest ?? first.runAt, first.runAt)
+                }
+                index = end
+            }
+            return earliest
         }
 
         /// The first index of `keys` (sorted) whose key is not below `key`.

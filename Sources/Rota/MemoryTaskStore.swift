@@ -211,7 +211,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
             for budget in request.budgets { limit = min(limit, left[budget.key] ?? budget.limit) }
             if limit <= 0 { continue }
             let names = request.names.map(Set.init)
-            var picked: [TaskID] = []
+            var picked: [TaskID] = [], indices: [Int] = []
             if let keys = state.due[request.queue] {
                 var index = 0
                 while index < keys.count, picked.count < limit {
@@ -226,11 +226,14 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
                         continue
                     }
                     picked.append(key.id)
+                    indices.append(index)
                     index += 1
                 }
             }
+            // Out of the queue's due list in one pass, not one shift of the list per task.
+            state.removeDue(request.queue, at: indices)
             for id in picked {
-                state.update(id) { task in
+                state.update(id, unlisted: true) { task in
                     task.state = .running
                     task.attempts += 1
                     task.leaseOwner = worker
@@ -258,10 +261,12 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         return state.withLock { state in
             var earliest: Int64?
             for queue in Set(queues) {
-                for key in state.due[queue] ?? [] {
-                    if let names, let name = state.tasks[key.id]?.name, !names.contains(name) { continue }
-                    earliest = min(earliest ?? key.runAt, key.runAt)
+                let first = if let names {
+                    state.earliestDue(in: queue) { state.tasks[$0].map { names.contains($0.name) } ?? false }
+                } else {
+                    state.earliestDue(in: queue)
                 }
+                if let first { earliest = min(earliest ?? first, first) }
             }
             return earliest.map { Date(unixMillis: $0) }
         }
@@ -565,8 +570,8 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
                 if key.state == .scheduled { byName[key.name, default: 0] += count }
             }
             var oldest: Int64?
-            for keys in state.due.values {
-                for key in keys { oldest = min(oldest ?? key.runAt, key.runAt) }
+            for queue in state.due.keys {
+                if let first = state.earliestDue(in: queue) { oldest = min(oldest ?? first, first) }
             }
             var minute = 0, hour = 0
             for task in state.tasks.values where task.state == .succeeded || task.state == .dead {

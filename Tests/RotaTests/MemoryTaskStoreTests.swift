@@ -63,6 +63,34 @@ struct MemoryTaskStoreTests {
         #expect(record.finishedAt == now + 1)
     }
 
+    /// A backlog drains in claim order (priority, then `run_at`, then id), a turn's claims leaving the due
+    /// tasks in order for the next, whatever names are asked for.
+    @Test func aBacklogDrainsInClaimOrder() async throws {
+        let store = MemoryTaskStore()
+        let now = Date(unixMillis: 4_102_444_800_000)
+        let specs = (0..<20_000).map { n in
+            TaskSpec(name: n % 3 == 0 ? "x" : "y", priority: n % 4, runAt: now - TimeInterval((n * 7919) % 1000))
+        }
+        _ = try await store.enqueue(specs)
+        var order: [ClaimedTask] = []
+        var turn = ClaimTurn(applied: [], claimed: [], filled: true)
+        while turn.filled || !turn.claimed.isEmpty {
+            let ends = turn.claimed.map { $0.ending(.succeeded(result: nil), at: now) }
+            turn = try await store.completeAndClaim(ends, [ClaimRequest(queue: "default", names: ["x"], limit: 300),
+                                                          ClaimRequest(queue: "default", names: nil, limit: 512)],
+                                                    worker: "w", leaseUntil: now + 60, now: now)
+            #expect(turn.applied.allSatisfy { $0 })
+            order += turn.claimed
+        }
+        #expect(order.count == 20_000)
+        #expect(try await store.countUnfinished(queues: ["default"], names: nil) == 0)
+        // Within each request, the claim order.
+        let firstTurn = Array(order.prefix(300))
+        #expect(firstTurn.allSatisfy { $0.name == "x" })
+        let sorted = firstTurn.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
+        #expect(firstTurn.map(\.id) == sorted.map(\.id))
+    }
+
     /// A batch's `on_complete` task: its payload minified as SQLite's `json()` writes it, the default payload
     /// escaped as `json_object` escapes it, and enqueued once, even when the batch reopens after its task
     /// was purged. Both stores, side by side.
