@@ -28,7 +28,8 @@ public protocol TaskStore: Sendable {
     /// (`uniqueKey`, or batch and item, or schedule and fire instant) is known returns the existing task.
     /// Use ``enqueue(_:)-(TaskSpec)`` or ``enqueue(_:)-([TaskSpec])``, which validate first.
     /// - Returns: one result per spec, in order (`inserted == false` for a known key).
-    /// - Throws: ``RotaError`` `.notFound` for a batch id that does not exist, `.busy`, `.full`.
+    /// - Throws: ``RotaError`` `.invalidInput` on field `batch_id` (`tasks[i].batch_id`) for a batch id that
+    ///   does not exist (nothing written), `.busy`, `.full`.
     func enqueue(validated specs: ValidatedSpecs) async throws -> [EnqueueResult]
 
     // MARK: Running

@@ -374,7 +374,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     static func claimSQL(nameCount: Int?) -> String {
         var sql = """
             UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2,
-                             started_at = ?3, updated_at = ?3, cancel_requested = 0
+                             started_at = ?3, updated_at = ?3, cancel_requested = 0, alone = 0
             WHERE id IN (SELECT id FROM tasks INDEXED BY tasks_due
                          WHERE state = 'scheduled' AND queue = ?4 AND +run_at <= ?3
             """

@@ -6,8 +6,8 @@ import Testing
 
 @Suite("Executors")
 struct ExecutorTests {
-    @Test func blockingHandlersRunOnThePoolUpToItsThreadsAndNoFurther() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func blockingHandlersRunOnThePoolUpToItsThreadsAndNoFurther(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["default": 8], threads: 2, untilEmpty: true),
                                   logger: testLogger)
         let gauge = ConcurrencyGauge()
@@ -28,8 +28,8 @@ struct ExecutorTests {
     /// A pool with as many free slots as the queue must not take every slot of the queue: the async
     /// handlers' tasks get the slots the pool's request did not use (before, they were never claimed when
     /// the pool had at least as many free slots as the queue, e.g. the README's set-up on 4 cores or more).
-    @Test func asyncTasksRunWhenThePoolCouldTakeEveryQueueSlot() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func asyncTasksRunWhenThePoolCouldTakeEveryQueueSlot(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["default": 2], threads: 4, untilEmpty: true),
                                   logger: testLogger)
         try scheduler.registerBlocking("block") { (_: Empty, _) in Empty() }
@@ -47,8 +47,8 @@ struct ExecutorTests {
 
     /// Two queues share the thread pool: a backlog in one must not take every thread while the other has
     /// due work (before, the first queue's request took the whole pool on every turn).
-    @Test func queuesShareThePoolsSlots() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func queuesShareThePoolsSlots(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["a": 4, "b": 4], threads: 2),
                                   logger: testLogger)
         let release = DispatchSemaphore(value: 0)
@@ -78,8 +78,8 @@ struct ExecutorTests {
         try await running.stop()
     }
 
-    @Test func blockingHandlersDoNotDelayAsyncOnes() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func blockingHandlersDoNotDelayAsyncOnes(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         // More blocked threads than this machine has cores: on the cooperative pool they would starve it.
         let threads = ProcessInfo.processInfo.activeProcessorCount + 2
         let scheduler = Scheduler(
@@ -107,8 +107,8 @@ struct ExecutorTests {
         try await running.stop()
     }
 
-    @Test func aHandlerCanSendBlockingWorkAndCommandsToThePools() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aHandlerCanSendBlockingWorkAndCommandsToThePools(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         struct Out: Codable, Sendable { var onPoolThread: Bool; var echoed: String }
         try scheduler.register("mixed") { (_: Empty, context) in
@@ -131,8 +131,8 @@ struct ExecutorTests {
         return TaskSpec(name: "exec", payload: payload, maxAttempts: 1)
     }
 
-    @Test func execRecordsExitStatusStdoutAndStderr() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func execRecordsExitStatusStdoutAndStderr(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.registerExec()
         let ok = try await scheduler.enqueue(exec(["sh", "-c", "echo out; echo err >&2; echo $GREETING; pwd"],
@@ -161,8 +161,8 @@ struct ExecutorTests {
         #expect(missingAttempt.error?.contains("/nonexistent/program") == true)
     }
 
-    @Test func execKeepsOnlyTheTailOfLongOutput() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func execKeepsOnlyTheTailOfLongOutput(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         var configuration = testConfiguration(untilEmpty: true)
         configuration.outputTailBytes = 1000
         let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
@@ -174,8 +174,8 @@ struct ExecutorTests {
         #expect(result.stdout.hasSuffix("99999\n100000\nEND\n"))
     }
 
-    @Test func execRunsCommandsConcurrentlyUpToTheProcessLimitAndNoFurther() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func execRunsCommandsConcurrentlyUpToTheProcessLimitAndNoFurther(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(),
                                   configuration: testConfiguration(queues: ["default": 8], processes: 2, untilEmpty: true),
                                   logger: testLogger)
@@ -196,8 +196,8 @@ struct ExecutorTests {
         #expect(counts.max() == 2)
     }
 
-    @Test func execPastItsTimeoutGetsSIGTERMThenSIGKILLWithItsProcessGroup() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func execPastItsTimeoutGetsSIGTERMThenSIGKILLWithItsProcessGroup(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.registerExec()
         let pidFile = db.directory.appendingPathComponent("child.pid").path
@@ -228,8 +228,8 @@ struct ExecutorTests {
         }
     }
 
-    @Test func anExecPayloadWithoutArgvIsDeadWithAReadableError() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func anExecPayloadWithoutArgvIsDeadWithAReadableError(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.registerExec()
         let id = try await scheduler.enqueue(TaskSpec(name: "exec", payload: #"{"args":["ls"]}"#, maxAttempts: 3)).id

@@ -8,10 +8,10 @@ import Testing
 
 @Suite("Scheduler leases, recovery, cancellation and shutdown")
 struct SchedulerRecoveryTests {
-    @Test func twoSchedulersOnOneFileRunEveryTaskExactlyOnce() async throws {
+    @Test(arguments: StoreKind.all) func twoSchedulersOnOneFileRunEveryTaskExactlyOnce(_ kind: StoreKind) async throws {
         let long = ProcessInfo.processInfo.environment["ROTA_LONG_TESTS"] == "1"
         let count = long ? 50_000 : 5_000
-        let db = try TempDatabase()
+        let db = try kind.database()
         let seen = Mutex<[TaskID: Int]>([:])
         let runs = Mutex(0)
         var schedulers: [Scheduler] = []
@@ -74,8 +74,8 @@ struct SchedulerRecoveryTests {
         #expect(try await store.workers().first { $0.id == ghost }?.stoppedAt != nil)
     }
 
-    @Test func anExpiredLeaseIsRecoveredAndTheTaskRunsAgain() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func anExpiredLeaseIsRecoveredAndTheTaskRunsAgain(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let id = try await store.enqueue(TaskSpec(name: "job", maxAttempts: 3)).id
         // Another host's worker claimed it and stopped heartbeating: its lease is over.
@@ -88,8 +88,8 @@ struct SchedulerRecoveryTests {
         #expect(try await store.task(id)?.state == .succeeded)
     }
 
-    @Test func heartbeatsExtendTheLeasesOfRunningTasks() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func heartbeatsExtendTheLeasesOfRunningTasks(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         var configuration = testConfiguration()
         // Heartbeats every 50 ms; a lease of 5 s (a hundred heartbeats) expires only if they stop.
@@ -123,8 +123,8 @@ struct SchedulerRecoveryTests {
         #expect(try await store.attempts(of: id).map(\.outcome) == [.succeeded])
     }
 
-    @Test func aCancelRequestStopsARunningTask() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aCancelRequestStopsARunningTask(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(), logger: testLogger)
         let started = Event()
@@ -146,8 +146,8 @@ struct SchedulerRecoveryTests {
 
     /// The grace is long here, and ended by a second request once the short task has finished: a short
     /// grace would make the outcome depend on how fast the short task is scheduled.
-    @Test func gracefulShutdownLetsShortTasksFinishAndHandsLongOnesBack() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func gracefulShutdownLetsShortTasksFinishAndHandsLongOnesBack(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         var configuration = testConfiguration(queues: ["default": 4])
         configuration.shutdownGrace = .seconds(3600)
@@ -194,8 +194,8 @@ struct SchedulerRecoveryTests {
 
     /// An hour of grace, cut short by a second request with none: `run()` returns (well within the guard,
     /// which is no measure: without the second request it would wait the hour).
-    @Test func aSecondShutdownWithNoGraceEndsTheWaitAtOnce() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aSecondShutdownWithNoGraceEndsTheWaitAtOnce(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         var configuration = testConfiguration()
         configuration.shutdownGrace = .seconds(3600)

@@ -14,8 +14,8 @@ struct SchedulerRetryTests {
     /// Each retry is scheduled (its `run_at`, read by the handler when it runs) within the policy's cap after
     /// the failure, and runs no sooner than that. When it actually starts after being due depends on the
     /// machine's load, so that is not bounded here.
-    @Test func failuresRetryWithBackoffAndStopAtMaxAttemptsKeepingEveryError() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func failuresRetryWithBackoffAndStopAtMaxAttemptsKeepingEveryError(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         let policy = RetryPolicy.exponentialJitter(maxAttempts: 4, base: .milliseconds(50), maxBackoff: .milliseconds(120))
@@ -45,8 +45,8 @@ struct SchedulerRetryTests {
         }
     }
 
-    @Test func theTasksOwnMaxAttemptsOverridesTheHandlersDefault() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func theTasksOwnMaxAttemptsOverridesTheHandlersDefault(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("flaky", retry: .fixed(maxAttempts: 5, delay: .milliseconds(1))) { (_: Empty, context) -> Empty in
             throw Boom(attempt: context.attempt)
@@ -58,8 +58,8 @@ struct SchedulerRetryTests {
         #expect(try await scheduler.task(twice)?.attempts == 2)
     }
 
-    @Test func aNonRetryableErrorKillsTheTaskAtOnce() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aNonRetryableErrorKillsTheTaskAtOnce(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("strict", retry: .fixed(maxAttempts: 5, delay: .milliseconds(1))) { (_: Empty, _) -> Empty in
             throw NonRetryableError("the account is closed")
@@ -72,8 +72,8 @@ struct SchedulerRetryTests {
         #expect(task.lastError == "the account is closed")
     }
 
-    @Test func dontRetryKillsTheTaskAtTheFirstFailureWhateverItsMaxAttempts() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func dontRetryKillsTheTaskAtTheFirstFailureWhateverItsMaxAttempts(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("once", retry: .dontRetry) { (_: Empty, context) -> Empty in throw Boom(attempt: context.attempt) }
         let id = try await scheduler.enqueue(TaskSpec(name: "once", maxAttempts: 9)).id
@@ -82,8 +82,8 @@ struct SchedulerRetryTests {
         #expect(try await scheduler.attempts(of: id).count == 1)
     }
 
-    @Test func aFailedAttemptThenASuccessEndsSucceeded() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aFailedAttemptThenASuccessEndsSucceeded(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("second-time", retry: .fixed(maxAttempts: 3, delay: .milliseconds(5))) { (_: Empty, context) -> Int in
             if context.attempt == 1 { throw Boom(attempt: 1) }
@@ -97,8 +97,8 @@ struct SchedulerRetryTests {
         #expect(try await scheduler.attempts(of: id).map(\.outcome) == [.failed, .succeeded])
     }
 
-    @Test func anAsyncHandlerPastItsTimeoutIsCancelledAndTheAttemptTimesOut() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func anAsyncHandlerPastItsTimeoutIsCancelledAndTheAttemptTimesOut(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         let sawCancellation = Event()
         try scheduler.register("slow", retry: .dontRetry, timeout: .milliseconds(100)) { (_: Empty, _) -> Empty in
@@ -114,8 +114,8 @@ struct SchedulerRetryTests {
         #expect(try await scheduler.task(id)?.state == .dead)
     }
 
-    @Test func aTaskTimeoutOverridesTheHandlersAndATimedOutAttemptIsRetried() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aTaskTimeoutOverridesTheHandlersAndATimedOutAttemptIsRetried(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("slow", retry: .fixed(maxAttempts: 2, delay: .milliseconds(1)), timeout: .seconds(60)) { (_: Empty, _) -> Empty in
             try await Task.sleep(for: .seconds(3600))
@@ -126,8 +126,8 @@ struct SchedulerRetryTests {
         #expect(try await scheduler.attempts(of: id).map(\.outcome) == [.timedOut, .timedOut])
     }
 
-    @Test func aBlockingHandlerPastItsTimeoutHasItsResultDiscarded() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aBlockingHandlerPastItsTimeoutHasItsResultDiscarded(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         let release = DispatchSemaphore(value: 0)
         let sawFlag = Event()

@@ -37,8 +37,8 @@ struct SchedulerStoreTests {
         }
     }
 
-    @Test func countUnfinishedCountsScheduledAndRunningOfTheGivenQueuesAndNames() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func countUnfinishedCountsScheduledAndRunningOfTheGivenQueuesAndNames(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         _ = try await store.enqueue([
             TaskSpec(name: "a"), TaskSpec(name: "a", runAt: Date().addingTimeInterval(3600)), TaskSpec(name: "b"),
@@ -51,8 +51,8 @@ struct SchedulerStoreTests {
         #expect(try await store.countUnfinished(queues: ["default", "other"], names: ["a", "b"]) == 4)
     }
 
-    @Test func nextRunAtConsidersOnlyTheGivenNames() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func nextRunAtConsidersOnlyTheGivenNames(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let later = Date().addingTimeInterval(600)
         _ = try await store.enqueue([TaskSpec(name: "other"), TaskSpec(name: "mine", runAt: later)])

@@ -9,8 +9,8 @@ struct SchedulerTests {
     struct Greeting: Codable, Sendable, Equatable { var name: String }
     struct Reply: Codable, Sendable, Equatable { var text: String }
 
-    @Test func runsATypedAsyncHandlerAndRecordsItsResult() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func runsATypedAsyncHandlerAndRecordsItsResult(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("greet") { (payload: Greeting, context) in
             Reply(text: "hello \(payload.name), attempt \(context.attempt)")
@@ -26,8 +26,8 @@ struct SchedulerTests {
 
     /// A queue added while the scheduler runs is claimed from its next turn and shows in the worker row;
     /// a concurrency of 0 stops claiming from a queue.
-    @Test func aQueueServedWhileRunningIsClaimedFromAndZeroStopsClaiming() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aQueueServedWhileRunningIsClaimedFromAndZeroStopsClaiming(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         var configuration = testConfiguration()
         configuration.pollInterval = .seconds(3600)
         configuration.queues = ["default": 2]
@@ -72,8 +72,8 @@ struct SchedulerTests {
         try await running.stop()
     }
 
-    @Test func aQueueServedBeforeRunIsServedFromTheStart() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aQueueServedBeforeRunIsServedFromTheStart(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         var configuration = testConfiguration(untilEmpty: true)
         configuration.queues = ["default": 1]
         let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
@@ -89,7 +89,7 @@ struct SchedulerTests {
     /// Starts `scheduler` and returns once it is idle on its poll: it has run a first task and flushed it in
     /// the transaction of its next claim (which found nothing), so only a wake-up or a poll makes it claim
     /// again. Waited for through the store, not slept for.
-    private func startIdle(_ scheduler: Scheduler, store: SQLiteTaskStore) async throws -> RunningScheduler {
+    private func startIdle(_ scheduler: Scheduler, store: any TaskStore) async throws -> RunningScheduler {
         try scheduler.register("first") { (_: Empty, _) in Empty() }
         let first = try await scheduler.enqueue(TaskSpec(name: "first")).id
         let running = RunningScheduler(scheduler)
@@ -100,7 +100,7 @@ struct SchedulerTests {
     }
 
     /// Returns once the scheduler's loop has turned at least twice more (two heartbeats in its worker row).
-    private func twoMoreTurns(_ scheduler: Scheduler, store: SQLiteTaskStore) async throws {
+    private func twoMoreTurns(_ scheduler: Scheduler, store: any TaskStore) async throws {
         let heartbeat: @Sendable () async throws -> Date = {
             try await store.workers().first { $0.id == scheduler.workerID }?.heartbeatAt ?? .distantPast
         }
@@ -114,8 +114,8 @@ struct SchedulerTests {
         }
     }
 
-    @Test func anInProcessEnqueueWakesAnIdleSchedulerAtOnce() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func anInProcessEnqueueWakesAnIdleSchedulerAtOnce(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         var configuration = testConfiguration()
         configuration.pollInterval = .seconds(3600)
         let store = try db.store()
@@ -160,8 +160,8 @@ struct SchedulerTests {
         try await runningAgain.stop()
     }
 
-    @Test func aTaskDueLaterRunsWhenItsRunAtArrivesWithoutWaitingForAPoll() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aTaskDueLaterRunsWhenItsRunAtArrivesWithoutWaitingForAPoll(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         var configuration = testConfiguration()
         configuration.pollInterval = .seconds(3600)
         let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
@@ -184,8 +184,8 @@ struct SchedulerTests {
 
     /// The first three handlers wait for each other (so three run at once however the machine schedules
     /// them); the limit keeps it at three.
-    @Test func asyncHandlersRunConcurrentlyUpToTheQueueLimitAndNoFurther() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func asyncHandlersRunConcurrentlyUpToTheQueueLimitAndNoFurther(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["default": 3], untilEmpty: true),
                                   logger: testLogger)
         let gauge = ConcurrencyGauge()
@@ -204,8 +204,8 @@ struct SchedulerTests {
         #expect(gauge.peak == 3)
     }
 
-    @Test func eachQueueHasItsOwnConcurrency() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func eachQueueHasItsOwnConcurrency(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(queues: ["a": 1, "b": 4], untilEmpty: true),
                                   logger: testLogger)
         let gaugeA = ConcurrencyGauge()
@@ -232,8 +232,8 @@ struct SchedulerTests {
         #expect(gaugeB.peak == 4)
     }
 
-    @Test func aPayloadThatCannotBeDecodedKillsTheTaskWithAReadableError() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aPayloadThatCannotBeDecodedKillsTheTaskWithAReadableError(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("greet") { (payload: Greeting, _) in Reply(text: payload.name) }
         let id = try await scheduler.enqueue(TaskSpec(name: "greet", payload: #"{"nom":"x"}"#, maxAttempts: 5)).id
@@ -244,8 +244,8 @@ struct SchedulerTests {
         #expect(task.lastError?.contains("missing key 'name'") == true)
     }
 
-    @Test func aResultThatCannotBeEncodedFailsTheAttemptAndFollowsTheRetryPolicy() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aResultThatCannotBeEncodedFailsTheAttemptAndFollowsTheRetryPolicy(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("nan", retry: .fixed(maxAttempts: 2, delay: .milliseconds(10))) { (_: Empty, _) in Double.nan }
         let id = try await scheduler.enqueue("nan")
@@ -256,8 +256,8 @@ struct SchedulerTests {
         #expect(try await scheduler.task(id)?.state == .dead)
     }
 
-    @Test func aTaskNameWithoutAHandlerIsNotClaimedAndStaysScheduled() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func aTaskNameWithoutAHandlerIsNotClaimedAndStaysScheduled(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let scheduler = Scheduler(store: try db.store(), configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("known") { (_: Empty, _) in Empty() }
         let known = try await scheduler.enqueue("known")
@@ -268,8 +268,8 @@ struct SchedulerTests {
         #expect(try await scheduler.task(unknown)?.attempts == 0)
     }
 
-    @Test func registeringAfterStartIsRefused() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func registeringAfterStartIsRefused(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let scheduler = Scheduler(store: store, configuration: testConfiguration(), logger: testLogger)
         try scheduler.register("a") { (_: Empty, _) in Empty() }
@@ -301,8 +301,8 @@ struct SchedulerTests {
         await #expect(throws: CancellationError.self) { try await scheduler.pools.threads.runIfActive { 1 } }
     }
 
-    @Test func theWorkerIsRegisteredWithItsNamesAndMarkedStoppedAtTheEnd() async throws {
-        let db = try TempDatabase()
+    @Test(arguments: StoreKind.all) func theWorkerIsRegisteredWithItsNamesAndMarkedStoppedAtTheEnd(_ kind: StoreKind) async throws {
+        let db = try kind.database()
         let store = try db.store()
         let scheduler = Scheduler(store: store, configuration: testConfiguration(untilEmpty: true), logger: testLogger)
         try scheduler.register("a") { (_: Empty, _) in Empty() }
