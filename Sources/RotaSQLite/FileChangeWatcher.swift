@@ -157,7 +157,7 @@ public final class FileChangeWatcher: Sendable {
             throw Failure(reason: .invalidPath, path: path)
         }
         #if os(Linux)
-        if ProcessInfo.processInfo.environment["ROTA_FILE_WATCH"] == "off" {
+        if Self.isDisabled(by: ProcessInfo.processInfo.environment) {
             throw Failure(reason: .disabled, path: path)
         }
         let inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
@@ -204,6 +204,12 @@ public final class FileChangeWatcher: Sendable {
 
     deinit {
         stop()
+    }
+
+    /// True when `environment` turns watching off (`ROTA_FILE_WATCH=off`): the initializer then throws
+    /// ``Failure/Reason/disabled``, so that a process can be made to take its fallback.
+    static func isDisabled(by environment: [String: String]) -> Bool {
+        environment["ROTA_FILE_WATCH"] == "off"
     }
 
     /// Stops watching. Returns once the watcher's thread has ended and its descriptors are closed; no

@@ -1,5 +1,5 @@
 import Foundation
-import RotaSQLite
+@testable import RotaSQLite
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -43,18 +43,17 @@ private final class WatcherSlot: Sendable {
 }
 
 #if os(Linux)
-/// The inotify descriptors this process has open.
-private func inotifyDescriptorCount() -> Int {
-    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-    return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == "anon_inode:inotify" }.count
-}
-
-/// The threads of this process named like a watcher's.
-private func watcherThreadCount() -> Int {
-    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-    return tasks.filter {
-        (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix("rota-watch") == true
-    }.count
+/// The inotify watches of this process on `directory` (in any inotify instance): 0 once a watcher of a
+/// file in it has stopped and closed its descriptors. Other tests' watchers watch other directories.
+private func inotifyWatches(on directory: String) -> Int {
+    var info = stat()
+    guard stat(directory, &info) == 0 else { return -1 }
+    let needle = " ino:" + String(UInt64(info.st_ino), radix: 16) + " "
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fdinfo")) ?? []
+    return fds.reduce(0) { count, fd in
+        guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/" + fd, encoding: .utf8) else { return count }
+        return count + text.split(separator: "\n").filter { $0.hasPrefix("inotify wd:") && $0.contains(needle) }.count
+    }
 }
 
 /// Appends `text` to the file at `path` with exactly one write(2) (one inotify event).
@@ -87,9 +86,8 @@ private func makeWALDatabase(_ dir: TemporaryDirectory) throws -> String {
 }
 #endif
 
-/// `FileChangeWatcher`: inotify on a file's directory, filtered by name. Serialized: the tests count the
-/// process's inotify descriptors and watcher threads.
-@Suite(.serialized) struct FileChangeWatcherTests {
+/// `FileChangeWatcher`: inotify on a file's directory, filtered by name.
+@Suite struct FileChangeWatcherTests {
     #if os(Linux)
     @Test func aCommitOfAnotherConnectionCallsBack() throws {
         try withTemporaryDirectory { dir throws in
@@ -241,55 +239,48 @@ private func makeWALDatabase(_ dir: TemporaryDirectory) throws -> String {
 
     @Test func stopEndsTheThreadAndClosesTheDescriptors() throws {
         try withTemporaryDirectory { dir throws in
-            let descriptors = inotifyDescriptorCount()
-            let threads = watcherThreadCount()
             let path = dir.path("watched")
             let callbacks = Callbacks()
             let watcher = try FileChangeWatcher(path: path) { callbacks.record() }
-            #expect(inotifyDescriptorCount() == descriptors + 1)
-            #expect(watcherThreadCount() == threads + 1)
+            #expect(watcher.directory == dir.url.path)
+            #expect(inotifyWatches(on: dir.url.path) == 1)
             try appendOnce(path)
             #expect(callbacks.wait(beyond: 0))
 
             watcher.stop()
-            #expect(inotifyDescriptorCount() == descriptors)
-            #expect(watcherThreadCount() == threads)
+            #expect(inotifyWatches(on: dir.url.path) == 0)
             let seen = callbacks.count
             try appendOnce(path)
             try FileManager.default.removeItem(atPath: path)
-            #expect(callbacks.count == seen)
+            #expect(callbacks.count == seen)  // the thread is gone: nothing can call back
             watcher.stop()  // again: nothing to do
         }
     }
 
     @Test func concurrentStopsAllReturnAfterTheThreadIsGone() async throws {
         try await withTemporaryDirectoryAsync { dir in
-            let threads = watcherThreadCount()
             let watcher = try FileChangeWatcher(path: dir.path("watched")) {}
+            #expect(inotifyWatches(on: dir.url.path) == 1)
             await withTaskGroup(of: Int.self) { group in
-                for _ in 0..<4 { group.addTask { watcher.stop(); return watcherThreadCount() } }
-                for await remaining in group { #expect(remaining == threads) }
+                for _ in 0..<4 { group.addTask { watcher.stop(); return inotifyWatches(on: dir.url.path) } }
+                for await remaining in group { #expect(remaining == 0) }
             }
         }
     }
 
     @Test func releasingTheWatcherStopsIt() throws {
         try withTemporaryDirectory { dir throws in
-            let descriptors = inotifyDescriptorCount()
-            let threads = watcherThreadCount()
             do {
                 let watcher = try FileChangeWatcher(path: dir.path("watched")) {}
                 #expect(watcher.fileName == "watched")
-                #expect(watcherThreadCount() == threads + 1)
+                #expect(inotifyWatches(on: dir.url.path) == 1)
             }
-            #expect(inotifyDescriptorCount() == descriptors)
-            #expect(watcherThreadCount() == threads)
+            #expect(inotifyWatches(on: dir.url.path) == 0)
         }
     }
 
     @Test func theCallbackMayStopItsWatcher() throws {
         try withTemporaryDirectory { dir throws in
-            let descriptors = inotifyDescriptorCount()
             let path = dir.path("watched")
             let callbacks = Callbacks()
             let slot = WatcherSlot()
@@ -305,8 +296,8 @@ private func makeWALDatabase(_ dir: TemporaryDirectory) throws -> String {
             slot.watcher.withLock { $0 = nil }
             // The detached thread ends and closes its descriptors once the callback has returned.
             let deadline = ContinuousClock.now + .seconds(60)
-            while inotifyDescriptorCount() != descriptors, ContinuousClock.now < deadline { usleep(10_000) }
-            #expect(inotifyDescriptorCount() == descriptors)
+            while inotifyWatches(on: dir.url.path) != 0, ContinuousClock.now < deadline { usleep(10_000) }
+            #expect(inotifyWatches(on: dir.url.path) == 0)
             #expect(callbacks.count == 1)
         }
     }
@@ -353,11 +344,12 @@ private func makeWALDatabase(_ dir: TemporaryDirectory) throws -> String {
             } throws: { error in
                 (error as? FileChangeWatcher.Failure)?.reason == .cannotWatchDirectory
             }
-            setenv("ROTA_FILE_WATCH", "off", 1)
-            defer { unsetenv("ROTA_FILE_WATCH") }
-            #expect(throws: FileChangeWatcher.Failure(reason: .disabled, path: dir.path("x"))) {
-                _ = try FileChangeWatcher(path: dir.path("x")) {}
-            }
+            // ROTA_FILE_WATCH=off makes the initializer throw `.disabled` (checked on the rule: setting the
+            // variable here would reach every test running in this process).
+            #expect(FileChangeWatcher.isDisabled(by: ["ROTA_FILE_WATCH": "off"]))
+            #expect(!FileChangeWatcher.isDisabled(by: ["ROTA_FILE_WATCH": "on"]))
+            #expect(!FileChangeWatcher.isDisabled(by: [:]))
+            #expect(FileChangeWatcher.Failure(reason: .disabled, path: "p").description.contains("ROTA_FILE_WATCH=off"))
         }
     }
 
