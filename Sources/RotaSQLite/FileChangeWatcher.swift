@@ -9,11 +9,20 @@ import Glibc
 ///
 /// Made for noticing commits of other processes to a SQLite database in WAL mode: every commit writes
 /// to the `-wal` file (see ``Connection/walPath``), so watching it wakes a waiting scheduler within a
-/// moment of the commit, at no cost while nothing is written.
+/// moment of the commit, at no cost while nothing is written. The callback comes when the commit's
+/// frames are *written*, which is before the commit is *visible* (with `synchronous = FULL`, a sync
+/// later): wait out the writer with ``Connection/waitForOtherWriters(timeout:)`` before reading
+/// `PRAGMA data_version`, or the commit is missed until the next change.
 ///
 /// ```swift
 /// let watcher = try FileChangeWatcher(path: connection.walPath!) {
-///     engine.wake()   // quick and non-blocking; then compare `PRAGMA data_version` to filter own commits
+///     engine.wake()   // quick and non-blocking
+/// }
+/// var seen = try connection.dataVersion()   // after the watcher started: no gap
+/// // On the engine's thread, after a wake:
+/// if try connection.waitForOtherWriters(timeout: .seconds(5)) == false || connection.dataVersion() != seen {
+///     seen = try connection.dataVersion()
+///     // another connection committed (or may have): look at the tables
 /// }
 /// // ...
 /// watcher.stop()     // returns once the thread has ended; no callback starts after it
@@ -404,15 +413,3 @@ extension FileChangeWatcher {
     }
 }
 #endif
-
-extension Connection {
-    /// The path of the WAL file of this connection's main database (`<database>-wal`, next to the file
-    /// SQLite opened, with symbolic links resolved as SQLite resolves them), or nil for an in-memory or
-    /// temporary database. The file exists only while the database is in WAL mode and open; watch it
-    /// with ``FileChangeWatcher`` to learn of commits by other connections and processes.
-    public var walPath: String? {
-        guard let database = sqlite3_db_filename(handle, "main"), database.pointee != 0,
-              let wal = sqlite3_filename_wal(database), wal.pointee != 0 else { return nil }
-        return String(cString: wal)
-    }
-}
