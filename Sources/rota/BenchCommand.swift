@@ -12,12 +12,14 @@ struct BenchCommand: AsyncParsableCommand {
             Rates are per second, latencies in milliseconds. Plain `rota bench` measures
             with synchronous=NORMAL, then the same with FULL (keys with a _full suffix).
             Runs in a temporary directory unless --dir is given.
-            Groups: enqueue, e2e, dispatch, cli, backlog.
+            Groups: enqueue, e2e, dispatch, cli, idle, backlog.
               enqueue_one, enqueue_bulk   one task per call (durable on return); 1,000
               e2e_noop, e2e_noop_2sched   a backlog of no-op tasks run to `succeeded`
                                           (async executor), by one scheduler and by two
               dispatch_p50_ms, _p99_ms    in-process enqueue of a due task to its start
               cli_dispatch_p50_ms, _p99   `rota enqueue` in another process to its start
+              idle_cpu_pct                CPU of an idle `rota run` (empty database, other
+                                          process), % of one core over 10 s (3 s --quick)
               backlog_claim_ratio         claim+complete rate behind a 1,000,000-task
                                           backlog over the rate with none
               peak_rss_mib                peak RSS of a scheduler working that backlog
@@ -25,6 +27,7 @@ struct BenchCommand: AsyncParsableCommand {
               rota bench
               rota bench --quick          # a short run, for CI
               rota bench --backlog 200000 --only backlog
+              rota bench --only idle,cli  # idle CPU and cross-process latency
             """
     )
 
@@ -40,7 +43,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Queue concurrency (slots) of the end-to-end schedulers.")
     var concurrency: Int = 256
 
-    @Option(help: "Only the named groups (enqueue, e2e, dispatch, cli, backlog), comma-separated.")
+    @Option(help: "Only the named groups (enqueue, e2e, dispatch, cli, idle, backlog), comma-separated.")
     var only: String?
 
     @Option(help: "Where to put the benchmark databases (default: a new temporary directory).")
@@ -60,9 +63,9 @@ struct BenchCommand: AsyncParsableCommand {
         if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more") }
         if let tasks, tasks < 1 { throw ValidationError("--tasks must be 1 or more") }
         if let backlog, backlog < 1 { throw ValidationError("--backlog must be 1 or more") }
-        let known: Set<String> = ["enqueue", "e2e", "dispatch", "cli", "backlog"]
+        let known: Set<String> = ["enqueue", "e2e", "dispatch", "cli", "idle", "backlog"]
         if let bad = (only ?? "").split(separator: ",").map(String.init).first(where: { !known.contains($0) }) {
-            throw ValidationError("--only: unknown group '\(bad)' (enqueue, e2e, dispatch, cli, backlog)")
+            throw ValidationError("--only: unknown group '\(bad)' (enqueue, e2e, dispatch, cli, idle, backlog)")
         }
     }
 
@@ -73,7 +76,7 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let directory = try dir ?? makeTemporaryDirectory()
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: directory) } }
-        let groups = Set((only ?? "enqueue,e2e,dispatch,cli,backlog").split(separator: ",").map { String($0) })
+        let groups = Set((only ?? "enqueue,e2e,dispatch,cli,idle,backlog").split(separator: ",").map { String($0) })
         let scale = quick ? 10 : 1
         let e2eTasks = tasks ?? 100_000 / scale
         func emit(_ key: String, _ value: String) {
@@ -122,6 +125,13 @@ struct BenchCommand: AsyncParsableCommand {
             emit("cli_dispatch_p99_ms", ms(percentile(samples, 99)))
             emit("cli_dispatch_max_ms", ms(samples.max() ?? .nan))
             emit("cli_dispatch_samples", "\(samples.count)")
+        }
+        if groups.contains("idle") {
+            let window = quick ? 3 : 10
+            let percent = try await SchedulerBench.idleCPU(path: directory + "/idle.db", binary: SchedulerBench.executablePath(),
+                                                           settle: .seconds(quick ? 1 : 2), window: .seconds(window))
+            emit("idle_cpu_pct", String(format: "%.3f", percent))
+            emit("idle_cpu_window_s", "\(window)")
         }
         if groups.contains("backlog") {
             let size = backlog ?? (quick ? 50_000 : 1_000_000)

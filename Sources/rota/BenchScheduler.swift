@@ -184,6 +184,60 @@ enum SchedulerBench {
         return latencies
     }
 
+    /// Idle CPU of `rota run`: starts `binary run` on a new, empty database in another process (its
+    /// defaults: FULL durability, default queue, 50 ms poll), waits until it has opened the database and
+    /// then `settle` more, and measures its CPU time (user + system, all threads) over `window`.
+    /// Returns the percentage of one core. Stops the process with SIGTERM afterwards.
+    static func idleCPU(path: String, binary: String, settle: Duration, window: Duration) async throws -> Double {
+        removeDatabase(path)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["run", "--db", path, "--log-level", "warning"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.standardError
+        let (exits, exited) = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { exited.yield($0.terminationStatus); exited.finish() }
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let pid = process.processIdentifier
+        // Started: the database and its WAL exist once the scheduler has opened and migrated it.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !FileManager.default.fileExists(atPath: path + "-wal") {
+            if !process.isRunning { throw Failure("idle cpu: `rota run` exited with \(process.terminationStatus) at start") }
+            if ContinuousClock.now > deadline { throw Failure("idle cpu: `rota run` did not open \(path) within 60 s") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: settle)
+        guard let before = cpuSeconds(of: pid) else { throw Failure("idle cpu: cannot read the CPU time of process \(pid)") }
+        let start = ContinuousClock.now
+        try await Task.sleep(for: window)
+        guard let after = cpuSeconds(of: pid) else { throw Failure("idle cpu: process \(pid) went away during the window") }
+        let elapsed = milliseconds(ContinuousClock.now - start) / 1000
+        guard process.isRunning else { throw Failure("idle cpu: `rota run` exited during the window") }
+        process.terminate()
+        var iterator = exits.makeAsyncIterator()
+        let status = await iterator.next()
+        if status != 0 { throw Failure("idle cpu: `rota run` exited with \(status.map(String.init) ?? "?") after SIGTERM") }
+        return (after - before) / elapsed * 100
+    }
+
+    /// User plus system CPU time of process `pid` (all its threads, ended ones included), in seconds: from
+    /// its CPU-time clock (`clock_getcpuclockid`, nanoseconds), else utime + stime of `/proc/PID/stat`
+    /// (clock ticks, usually 10 ms).
+    static func cpuSeconds(of pid: Int32) -> Double? {
+        var clock = clockid_t()
+        var time = timespec()
+        if clock_getcpuclockid(pid, &clock) == 0, clock_gettime(clock, &time) == 0 {
+            return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+        }
+        // The fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Runs `binary` with `arguments` and returns its stdout; throws when it exits non-zero.
     static func runProcess(_ binary: String, _ arguments: [String]) async throws -> String {
         let process = Process()
