@@ -90,6 +90,8 @@ final class Engine: @unchecked Sendable {
         var queuesChanged = false
         /// The claim turn's number (rotates the first queue).
         var claimTurn = 0
+        /// A commit watcher reported a change (the loop then looks at the store's commit version for a while).
+        var commitEvent = false
         /// Claimed suspects (tasks lost ``TaskSpec/suspectAfterLosses`` times, run in process): each waits
         /// until nothing else runs here and then runs alone, so that losing it again is its own doing. No
         /// claim is made while one waits.
@@ -137,6 +139,21 @@ final class Engine: @unchecked Sendable {
             thread.name = "rota-scheduler"
             thread.start()
         }
+    }
+
+    /// With a commit watcher, how long after a reported change the commit version is looked at, and how
+    /// often the store is polled all the same (a safety net: every commit is reported).
+    static let commitWindow = Duration.milliseconds(250)
+    static let watchedPollInterval = Duration.seconds(5)
+
+    /// A commit watcher saw a change: the loop looks at the commit version for a while.
+    private func commitSeen() {
+        lock.lock()
+        if !shared.commitEvent {
+            shared.commitEvent = true
+            lock.signal()
+        }
+        lock.unlock()
     }
 
     /// Wakes the loop: new work may be due (an in-process enqueue).
@@ -232,9 +249,20 @@ final class Engine: @unchecked Sendable {
         var nextEmptyCheck = clock.now
         var carried: [Completion] = []
         // Watching for other processes' commits (a store that can tell): the last version seen, and when to look.
+        // With a watcher (inotify on SQLite's WAL), nothing is polled while nothing changes: a change opens a
+        // short window in which the version is looked at every watch interval (a commit's file write comes
+        // just before the commit is visible), and the store is polled only rarely, as a safety net. Without
+        // one, the version is looked at every watch interval and the store polled every poll interval.
         let watchInterval = commitWatching == nil ? nil : settings.watchInterval
+        let commitWatch = watchInterval == nil ? nil : commitWatching?.watchCommits { [weak self] in self?.commitSeen() }
+        defer { commitWatch?.stop() }
+        let pollInterval = commitWatch == nil ? settings.pollInterval : max(settings.pollInterval, Self.watchedPollInterval)
+        var watchUntil = clock.now
         var nextWatch = watchInterval.map { clock.now.advanced(by: $0) }
-        var dataVersion: Int64?
+        var dataVersion: Int64? = try? commitWatching?.externalCommitVersion()
+        if commitWatch != nil {
+            logger.debug("watching the store for other processes' commits", metadata: ["poll": "\(pollInterval)"])
+        }
         defer {
             logger.debug("scheduler loop stats", metadata: [
                 "claims": "\(stats.claims)", "claimed": "\(stats.claimed)", "claim_time": "\(stats.claimTime)",
@@ -266,7 +294,7 @@ final class Engine: @unchecked Sendable {
                     deadline = min(deadline, instant)
                     return false
                 }
-                if shared.wakeRequested { break }
+                if shared.wakeRequested || shared.commitEvent { break }
                 if let retryAt, inBackoff { deadline = min(deadline, retryAt) }
                 let pendingCount = shared.completions.count + carried.count
                 if !inBackoff, pendingCount > 0 {
@@ -296,6 +324,11 @@ final class Engine: @unchecked Sendable {
             }
             let woke = shared.wakeRequested
             shared.wakeRequested = false
+            if shared.commitEvent {
+                shared.commitEvent = false
+                watchUntil = now.advanced(by: Self.commitWindow)
+                if nextWatch == nil { nextWatch = now }
+            }
             let queuesChangedNow = shared.queuesChanged
             shared.queuesChanged = false
             var batch = carried
@@ -461,7 +494,8 @@ final class Engine: @unchecked Sendable {
             let requests = claimRequests()
             var committedElsewhere = false
             if let watchInterval, let commitWatching, let watch = nextWatch, now >= watch {
-                nextWatch = now.advanced(by: watchInterval)
+                // Watched: look again only while the window a change opened lasts.
+                nextWatch = commitWatch != nil && now >= watchUntil ? nil : now.advanced(by: watchInterval)
                 if let version = try? commitWatching.externalCommitVersion() {
                     committedElsewhere = dataVersion.map { $0 != version } ?? false
                     dataVersion = version
@@ -470,7 +504,7 @@ final class Engine: @unchecked Sendable {
             let polled = now >= nextPoll || (nextDue.map { now >= $0 } ?? false) || committedElsewhere
             if requests.isEmpty || !(mayHaveMore || polled || woke) {
                 flushPending()
-                if requests.isEmpty, now >= nextPoll { nextPoll = now.advanced(by: settings.pollInterval) }
+                if requests.isEmpty, now >= nextPoll { nextPoll = now.advanced(by: pollInterval) }
                 continue
             }
             let claimed: [ClaimedTask]
@@ -501,7 +535,7 @@ final class Engine: @unchecked Sendable {
             mayHaveMore = filled
             if !claimed.isEmpty { dispatch(claimed) }
             now = clock.now
-            nextPoll = now.advanced(by: settings.pollInterval)
+            nextPoll = now.advanced(by: pollInterval)
             if !filled {
                 nextDue = nil
                 // Only the names an executor with free slots runs: a task due for a full pool is claimed once

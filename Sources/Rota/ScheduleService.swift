@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Fires durable cron schedules while it runs: at each due instant, one transaction enqueues the task
 /// (unique per schedule and instant) and advances the schedule, so restarts, clock jumps and several
@@ -24,6 +25,7 @@ public final class ScheduleService: Service, Sendable {
     /// The longest sleep between checks (a schedule added by another process is noticed within it).
     public let maxSleep: Duration
     private let logger: Logger
+    private let fireHooks = Mutex<[@Sendable (Int) -> Void]>([])
 
     /// Creates a service for the schedule files in `directory`.
     public init(store: any TaskStore, directory: String, grace: TimeInterval = 5, maxSleep: Duration = .seconds(1),
@@ -54,12 +56,26 @@ public final class ScheduleService: Service, Sendable {
         return outcome
     }
 
+    /// Calls `hook` with the number of tasks enqueued after each firing that enqueued some. A scheduler
+    /// over the same store should be woken by it (``Scheduler/wake()``): the store's own commits are not
+    /// commits by another process, so nothing else tells the scheduler before its next poll.
+    ///
+    /// ```swift
+    /// schedules.onFire { _ in scheduler.wake() }
+    /// ```
+    public func onFire(_ hook: @escaping @Sendable (Int) -> Void) {
+        fireHooks.withLock { $0.append(hook) }
+    }
+
     /// Fires what is due now.
     /// - Returns: how many tasks were enqueued.
     @discardableResult
     public func fireDue(now: Date = Date()) async throws -> Int {
         let fired = try await store.fireDueSchedules(now: now, grace: grace).filter(\.inserted)
         for result in fired { logger.debug("schedule fired", metadata: ["task": "\(result.id)"]) }
+        if !fired.isEmpty {
+            for hook in fireHooks.withLock({ $0 }) { hook(fired.count) }
+        }
         return fired.count
     }
 

@@ -321,6 +321,13 @@ public final class Scheduler: Service, Sendable {
 
     /// Wakes the loop: a due task is claimed at once, a future one sets its timer.
     private func wakeIfDue(_ spec: TaskSpec) {
+        wake()
+    }
+
+    /// Tells the running scheduler that tasks may be due: it claims at once instead of at its next poll.
+    /// Enqueues through this scheduler do it by themselves; call it after writing to the store some other
+    /// way in this process (a ``ScheduleService`` firing: `schedules.onFire { _ in scheduler.wake() }`).
+    public func wake() {
         engineBox.withLock { $0.engine }?.wake()
     }
 

@@ -19,10 +19,14 @@ final class BackgroundCheckpointer: @unchecked Sendable {
     /// Used only by the thread (after `init` hands it over).
     private let connection: Connection
 
-    fileprivate init(connection: Connection, interval: Duration, onFailure: @escaping @Sendable (any Error) -> Void) {
+    /// `commits` counts the store's own commits: a pass with none since the last one is skipped (counted as
+    /// a pass all the same), so an idle scheduler's checkpointer costs a wake-up and nothing more.
+    fileprivate init(connection: Connection, interval: Duration, commits: @escaping @Sendable () -> Int,
+                     onFailure: @escaping @Sendable (any Error) -> Void) {
         self.onFailure = onFailure
         self.connection = connection
         let thread = Thread { [self] in
+            var seen = -1
             defer {
                 condition.lock()
                 done = true
@@ -35,6 +39,15 @@ final class BackgroundCheckpointer: @unchecked Sendable {
                 let stop = stopping
                 condition.unlock()
                 if stop { return }
+                let count = commits()
+                if count == seen {
+                    condition.lock()
+                    passes += 1
+                    condition.broadcast()
+                    condition.unlock()
+                    continue
+                }
+                seen = count
                 do {
                     // (busy, frames in the WAL, frames checkpointed). A writer starts the WAL over once every
                     // frame is checkpointed; under a steady stream of commits a passive checkpoint may never
@@ -100,7 +113,7 @@ extension SQLiteTaskStore {
             mode: .readWrite, synchronous: configuration.durability == .full ? .full : .normal,
             busyTimeout: .milliseconds(100), quickCheck: false))
         try read { db in try db.execute("PRAGMA wal_autocheckpoint = 0") }
-        return BackgroundCheckpointer(connection: connection, interval: interval) { [self] error in
+        return BackgroundCheckpointer(connection: connection, interval: interval, commits: { [self] in commitCount }) { [self] error in
             try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
             onFailure(error)
         }

@@ -117,7 +117,16 @@ extension SQLiteTaskStore: CommitWatching {
         try read { db in try db.scalarInt("PRAGMA data_version") ?? 0 }
     }
 
+    /// Watches the database's write-ahead log with inotify (``FileChangeWatcher``): every commit, by any
+    /// connection, writes to it. nil where inotify is missing (or `ROTA_FILE_WATCH=off`): poll instead.
     public func watchCommits(_ onChange: @escaping @Sendable () -> Void) -> (any CommitWatch)? {
-        nil
+        guard configuration.access != .readOnly,
+              let watcher = try? FileChangeWatcher(path: path + "-wal", onChange: onChange) else { return nil }
+        return WALWatch(watcher: watcher)
+    }
+
+    private struct WALWatch: CommitWatch {
+        let watcher: FileChangeWatcher
+        func stop() { watcher.stop() }
     }
 }

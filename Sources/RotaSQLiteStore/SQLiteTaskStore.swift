@@ -1,6 +1,7 @@
 import Foundation
 import Rota
 import RotaSQLite
+import Synchronization
 
 /// How hard a commit works to survive power loss.
 public enum Durability: String, Sendable, CaseIterable {
@@ -63,6 +64,8 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     public let configuration: Configuration
     private let lock = NSLock()
     private let db: Connection
+    /// Write transactions committed (see ``commitCount``).
+    private let commits = Atomic<Int>(0)
     /// Where async calls run: a serial queue of the store's own, off the cooperative pool.
     private let queue = DispatchQueue(label: "rota.sqlite-store")
     /// Claim statements' SQL by name count (-1: any name), built once. Guarded by `lock`.
@@ -146,8 +149,14 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction under the store's lock.
     @discardableResult
     func write<T>(_ body: (Connection) throws -> T) throws -> T {
-        try read { db in try db.transaction(.immediate) { try body(db) } }
+        let result = try read { db in try db.transaction(.immediate) { try body(db) } }
+        commits.add(1, ordering: .relaxed)
+        return result
     }
+
+    /// How many write transactions this store committed (the background checkpointer skips a pass when
+    /// none came since its last).
+    var commitCount: Int { commits.load(ordering: .relaxed) }
 
     static func now() -> Int64 { Date().unixMillis }
 

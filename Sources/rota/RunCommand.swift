@@ -102,6 +102,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.threadPoolSize = 1
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
+        cron?.onFire { _ in scheduler.wake() }  // the store's own commits: nothing else tells the scheduler
         // SIGTERM or SIGINT: the service group shuts its services down gracefully (the scheduler drains
         // with --grace, then the schedules stop firing). The group listens for the first signal only; the
         // second one ends the grace at once. (Counted here too: if it comes before the group has acted on
