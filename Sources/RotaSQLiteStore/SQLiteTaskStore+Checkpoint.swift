@@ -1,6 +1,7 @@
 import Foundation
 import Rota
 import RotaSQLite
+import Synchronization
 
 /// WAL checkpoints on a thread and connection of their own, while a scheduler runs.
 ///
@@ -16,6 +17,8 @@ final class BackgroundCheckpointer: @unchecked Sendable {
     /// Checkpoint passes finished (guarded by `condition`), for ``waitForPasses(_:)``.
     private var passes = 0
     private let onFailure: @Sendable (any Error) -> Void
+    /// True while the thread sleeps with no deadline, for want of commits (see ``poke()``).
+    private let idle = Atomic<Bool>(false)
     /// Used only by the thread (after `init` hands it over).
     private let connection: Connection
 
@@ -36,18 +39,20 @@ final class BackgroundCheckpointer: @unchecked Sendable {
             while true {
                 condition.lock()
                 if !stopping { _ = condition.wait(until: Date().addingTimeInterval(interval.seconds)) }
+                // No commit of the store's since the last pass: nothing to checkpoint, so sleep until the
+                // next commit pokes (an idle scheduler's checkpointer then wakes for nothing). `idle` is set
+                // before the look, under the lock `poke()` takes, so no commit's poke is lost.
+                idle.store(true, ordering: .sequentiallyConsistent)
+                while !stopping && commits() == seen {
+                    passes += 1
+                    condition.broadcast()
+                    condition.wait()
+                }
+                idle.store(false, ordering: .sequentiallyConsistent)
                 let stop = stopping
                 condition.unlock()
                 if stop { return }
-                let count = commits()
-                if count == seen {
-                    condition.lock()
-                    passes += 1
-                    condition.broadcast()
-                    condition.unlock()
-                    continue
-                }
-                seen = count
+                seen = commits()
                 do {
                     // (busy, frames in the WAL, frames checkpointed). A writer starts the WAL over once every
                     // frame is checkpointed; under a steady stream of commits a passive checkpoint may never
@@ -71,6 +76,15 @@ final class BackgroundCheckpointer: @unchecked Sendable {
         }
         thread.name = "rota-checkpoint"
         thread.start()
+    }
+
+    /// Wakes the thread if it sleeps for want of commits: the store calls it after each of its commits
+    /// (one atomic load when the thread is awake).
+    func poke() {
+        guard idle.load(ordering: .sequentiallyConsistent) else { return }
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
     }
 
     /// WAL frames (pages) past which a checkpoint also restarts the WAL: about 16 MiB of 4 KiB pages.
@@ -113,14 +127,17 @@ extension SQLiteTaskStore {
             mode: .readWrite, synchronous: configuration.durability == .full ? .full : .normal,
             busyTimeout: .milliseconds(100), quickCheck: false))
         try read { db in try db.execute("PRAGMA wal_autocheckpoint = 0") }
-        return BackgroundCheckpointer(connection: connection, interval: interval, commits: { [self] in commitCount }) { [self] error in
+        let checkpointer = BackgroundCheckpointer(connection: connection, interval: interval, commits: { [self] in commitCount }) { [self] error in
             try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
             onFailure(error)
         }
+        checkpointers.withLock { $0.append(checkpointer) }
+        return checkpointer
     }
 
     /// Stops background checkpoints and gives the store's connection back its own.
     func stopBackgroundCheckpoints(_ checkpointer: BackgroundCheckpointer) {
+        checkpointers.withLock { $0.removeAll { $0 === checkpointer } }
         checkpointer.stop()
         try? read { db in try db.execute("PRAGMA wal_autocheckpoint = \(Self.defaultAutoCheckpointPages)") }
     }

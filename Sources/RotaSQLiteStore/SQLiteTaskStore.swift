@@ -64,8 +64,9 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     public let configuration: Configuration
     private let lock = NSLock()
     private let db: Connection
-    /// Write transactions committed (see ``commitCount``).
+    /// Write transactions committed (see ``commitCount``), and the background checkpointers to wake after one.
     private let commits = Atomic<Int>(0)
+    let checkpointers = Mutex<[BackgroundCheckpointer]>([])
     /// Where async calls run: a serial queue of the store's own, off the cooperative pool.
     private let queue = DispatchQueue(label: "rota.sqlite-store")
     /// Claim statements' SQL by name count (-1: any name), built once. Guarded by `lock`.
@@ -150,13 +151,14 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     @discardableResult
     func write<T>(_ body: (Connection) throws -> T) throws -> T {
         let result = try read { db in try db.transaction(.immediate) { try body(db) } }
-        commits.add(1, ordering: .relaxed)
+        commits.add(1, ordering: .sequentiallyConsistent)
+        for checkpointer in checkpointers.withLock({ $0 }) { checkpointer.poke() }
         return result
     }
 
     /// How many write transactions this store committed (the background checkpointer skips a pass when
     /// none came since its last).
-    var commitCount: Int { commits.load(ordering: .relaxed) }
+    var commitCount: Int { commits.load(ordering: .sequentiallyConsistent) }
 
     static func now() -> Int64 { Date().unixMillis }
 
