@@ -258,6 +258,7 @@ final class Engine: @unchecked Sendable {
         defer { commitWatch?.stop() }
         let pollInterval = commitWatch == nil ? settings.pollInterval : max(settings.pollInterval, Self.watchedPollInterval)
         var watchUntil = clock.now
+        var watchGap = Duration.milliseconds(1)
         var nextWatch = watchInterval.map { clock.now.advanced(by: $0) }
         var dataVersion: Int64? = try? commitWatching?.externalCommitVersion()
         if commitWatch != nil {
@@ -327,6 +328,7 @@ final class Engine: @unchecked Sendable {
             if shared.commitEvent {
                 shared.commitEvent = false
                 watchUntil = now.advanced(by: Self.commitWindow)
+                watchGap = .milliseconds(1)
                 if nextWatch == nil { nextWatch = now }
             }
             let queuesChangedNow = shared.queuesChanged
@@ -495,7 +497,14 @@ final class Engine: @unchecked Sendable {
             var committedElsewhere = false
             if let watchInterval, let commitWatching, let watch = nextWatch, now >= watch {
                 // Watched: look again only while the window a change opened lasts.
-                nextWatch = commitWatch != nil && now >= watchUntil ? nil : now.advanced(by: watchInterval)
+                // in the window, at gaps doubling from 1 ms up to the watch interval (a commit usually shows
+                // within a sync's time: a handful of looks, not one every interval for the whole window).
+                if commitWatch != nil {
+                    nextWatch = now >= watchUntil ? nil : now.advanced(by: watchGap)
+                    watchGap = min(watchGap * 2, max(watchInterval, .milliseconds(1)) * 8)
+                } else {
+                    nextWatch = now.advanced(by: watchInterval)
+                }
                 if let version = try? commitWatching.externalCommitVersion() {
                     committedElsewhere = dataVersion.map { $0 != version } ?? false
                     dataVersion = version
@@ -558,7 +567,7 @@ final class Engine: @unchecked Sendable {
                        let left = try? blocking({ [store, allNames] in
                            try await store.countUnfinished(queues: queueNames, names: allNames)
                        }), left == 0 {
-                        logger.debug("nothing left to run; stopping (--until-empty)")
+                        logger.debug("nothing left to run; stopping (untilEmpty)")
                         requestShutdown(grace: .zero)
                     }
                 }
