@@ -321,7 +321,7 @@ final class Engine: @unchecked Sendable {
                     if shared.running.isEmpty || due(hard) { break }
                 }
                 stats.waits += 1
-                _ = lock.wait(until: Date().addingTimeInterval(Double((deadline - now).milliseconds + 1) / 1000))
+                _ = lock.wait(until: Date().addingTimeInterval((deadline - now).seconds + 0.000_05))
             }
             let woke = shared.wakeRequested
             shared.wakeRequested = false
@@ -329,7 +329,8 @@ final class Engine: @unchecked Sendable {
                 shared.commitEvent = false
                 watchUntil = now.advanced(by: Self.commitWindow)
                 watchGap = .milliseconds(1)
-                if nextWatch == nil { nextWatch = now }
+                nextWatch = now  // a later look already planned (an earlier change's window) comes now
+
             }
             let queuesChangedNow = shared.queuesChanged
             shared.queuesChanged = false
@@ -497,11 +498,15 @@ final class Engine: @unchecked Sendable {
             var committedElsewhere = false
             if let watchInterval, let commitWatching, let watch = nextWatch, now >= watch {
                 // Watched: look again only while the window a change opened lasts.
-                // in the window, at gaps doubling from 1 ms up to the watch interval (a commit usually shows
-                // within a sync's time: a handful of looks, not one every interval for the whole window).
+                // in the window (a commit usually shows within a sync's time: a few dozen cheap looks, not one
+                // every interval for a whole poll period).
                 if commitWatch != nil {
                     nextWatch = now >= watchUntil ? nil : now.advanced(by: watchGap)
-                    watchGap = min(watchGap * 2, max(watchInterval, .milliseconds(1)) * 8)
+                    // Every millisecond for the first 40 ms of the window (a FULL commit shows a sync or two
+                    // after its write), then at doubling gaps.
+                    if now >= watchUntil.advanced(by: Self.commitWindow * -1 + .milliseconds(40)) {
+                        watchGap = min(watchGap * 2, max(watchInterval, .milliseconds(1)) * 8)
+                    }
                 } else {
                     nextWatch = now.advanced(by: watchInterval)
                 }
