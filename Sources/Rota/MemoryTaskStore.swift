@@ -207,10 +207,9 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
         let nowMs = now.unixMillis
         let leaseMs = leaseUntil.unixMillis
         var claimed: [ClaimedTask] = []
-        var left: [String: Int] = [:]
+        var budgets = ClaimBudgetLedger()
         for request in requests {
-            var limit = request.limit
-            for budget in request.budgets { limit = min(limit, left[budget.key] ?? budget.limit) }
+            let limit = budgets.limit(for: request)
             if limit <= 0 { continue }
             let names = request.names.map(Set.init)
             var picked: [TaskID] = [], indices: [Int] = []
@@ -251,7 +250,7 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
                                            timeout: task.timeoutMs.map { .milliseconds($0) }, priority: task.priority,
                                            runAt: Date(unixMillis: task.runAt), startedAt: now, losses: task.losses))
             }
-            for budget in request.budgets { left[budget.key] = (left[budget.key] ?? budget.limit) - picked.count }
+            budgets.spend(picked.count, by: request)
             if picked.count >= limit { filled = true }
         }
         return claimed

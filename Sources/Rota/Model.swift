@@ -331,6 +331,25 @@ public struct ClaimBudget: Sendable, Hashable {
     }
 }
 
+/// What is left of the ``ClaimBudget``s of one claim turn, as its requests are served in order: the one
+/// rule every store applies (a budget a request names is spent by what that request claimed).
+public struct ClaimBudgetLedger: Sendable {
+    private var left: [String: Int] = [:]
+
+    /// A ledger with every budget whole.
+    public init() {}
+
+    /// How many tasks `request` may claim now: its limit, capped by what is left of each budget it names.
+    public func limit(for request: ClaimRequest) -> Int {
+        request.budgets.reduce(request.limit) { min($0, left[$1.key] ?? $1.limit) }
+    }
+
+    /// Records that `request` claimed `count` tasks: each budget it names has that much less left.
+    public mutating func spend(_ count: Int, by request: ClaimRequest) {
+        for budget in request.budgets { left[budget.key] = (left[budget.key] ?? budget.limit) - count }
+    }
+}
+
 /// The end of one attempt, as the scheduler decided it.
 public struct Completion: Sendable, Equatable {
     /// What happens to the task.

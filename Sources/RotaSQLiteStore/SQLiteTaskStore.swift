@@ -334,10 +334,9 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
                filled: inout Bool) throws -> [ClaimedTask] {
         let nowMs = now.unixMillis
         var claimed: [ClaimedTask] = []
-        var left: [String: Int] = [:]
+        var budgets = ClaimBudgetLedger()
         for request in requests {
-            var limit = request.limit
-            for budget in request.budgets { limit = min(limit, left[budget.key] ?? budget.limit) }
+            let limit = budgets.limit(for: request)
             if limit <= 0 { continue }
             let nameCount = request.names?.count
             let sql: String
@@ -366,7 +365,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
                             runAt: Date(unixMillis: row.int64(8)), startedAt: now, losses: row.int(9)))
             }
             claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
-            for budget in request.budgets { left[budget.key] = (left[budget.key] ?? budget.limit) - rows.count }
+            budgets.spend(rows.count, by: request)
             if rows.count >= limit { filled = true }
         }
         var moved = TransitionCounts()
