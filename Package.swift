@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Rota", targets: ["Rota"]),
         .library(name: "RotaSQLiteStore", targets: ["RotaSQLiteStore"]),
+        .library(name: "RotaPostgresStore", targets: ["RotaPostgresStore"]),
         .library(name: "RotaCron", targets: ["RotaCron"]),
         .executable(name: "rota", targets: ["rota"]),
     ],
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The C module: libsqlite3 from the system (Debian: libsqlite3-dev).
@@ -68,12 +70,25 @@ let package = Package(
             swiftSettings: strict,
             plugins: ["RotaMigrationsPlugin"]
         ),
+        // The PostgreSQL store: PostgresTaskStore on postgres-nio, all its SQL, its migrations (migrations/postgres).
+        .target(
+            name: "RotaPostgresStore",
+            dependencies: [
+                "Rota",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict,
+            plugins: ["RotaMigrationsPlugin"]
+        ),
         // The admin CLI and `rota run`.
         .executableTarget(
             name: "rota",
             dependencies: [
                 "Rota",
                 "RotaSQLiteStore",
+                "RotaPostgresStore",
                 "RotaSQLite",
                 "RotaCron",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -89,12 +104,13 @@ let package = Package(
             dependencies: [
                 "Rota",
                 "RotaSQLiteStore",
+                "RotaPostgresStore",
                 "RotaSQLite",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         // End-to-end: runs the built `rota` binary against real database files.
-        .testTarget(name: "RotaCLITests", dependencies: ["rota", "Rota", "RotaSQLiteStore"], swiftSettings: strict),
+        .testTarget(name: "RotaCLITests", dependencies: ["rota", "Rota", "RotaSQLiteStore", "RotaPostgresStore"], swiftSettings: strict),
     ]
 )

@@ -1,12 +1,14 @@
 import Foundation
 import PackagePlugin
 
-/// Embeds the top-level `migrations/*.sql` files into the target as a generated Swift source,
-/// so the schema travels inside the binary (it works from any directory and as a lone copy).
+/// Embeds a store's migrations into its target as a generated Swift source, so the schema travels inside the
+/// binary (it works from any directory and as a lone copy): `migrations/*.sql` for the SQLite store,
+/// `migrations/postgres/*.sql` for the PostgreSQL store.
 @main
 struct RotaMigrationsPlugin: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
-        let directory = context.package.directoryURL.appending(path: "migrations")
+        var directory = context.package.directoryURL.appending(path: "migrations")
+        if target.name == "RotaPostgresStore" { directory = directory.appending(path: "postgres") }
         let files = try FileManager.default
             .contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "sql" }

@@ -205,3 +205,86 @@ extension TaskStore {
         }
     }
 }
+
+extension BatchSpec {
+    /// The parts of an `on_complete` spec (validated by ``BatchSpec``), read once by the core for every store:
+    /// the first member of each name wins, as with SQLite's `json_extract`.
+    public struct OnCompleteTask: Sendable, Equatable {
+        /// The task's name.
+        public var name: String
+        /// Its queue, when the spec names one (else the batch's).
+        public var queue: String?
+        /// Its payload, minified, when the spec gives one (else ``defaultPayload(batch:)``).
+        public var payload: String?
+
+        /// Reads a spec; nil when it has no string `name`.
+        public init?(_ text: String) {
+            var text = text
+            let parsed: (name: String?, queue: String?, payload: String?)? = text.withUTF8 { bytes in
+                guard case .success(let members) = JSONText.members(bytes) else { return nil }
+                var name: String?, queue: String?, payload: String?
+                var seen: Set<String> = []
+                for member in members where seen.insert(member.key).inserted {
+                    let value = UnsafeBufferPointer(rebasing: bytes[member.range])
+                    switch member.key {
+                    case "name" where member.kind == .string: name = JSONText.string(value)
+                    case "queue" where member.kind == .string: queue = JSONText.string(value)
+                    case "payload" where member.kind != .null: payload = Self.minified(value)
+                    default: break
+                    }
+                }
+                return (name, queue, payload)
+            }
+            guard let parsed, let name = parsed.name else { return nil }
+            self.name = name
+            queue = parsed.queue
+            payload = parsed.payload
+        }
+
+        /// The JSON text without whitespace outside strings, every token as written (SQLite's `json()`).
+        static func minified(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            var inString = false, escaped = false
+            for byte in bytes {
+                if inString {
+                    out.append(byte)
+                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                    continue
+                }
+                switch byte {
+                case 0x20, 0x09, 0x0A, 0x0D: continue
+                case UInt8(ascii: "\""): inString = true; out.append(byte)
+                default: out.append(byte)
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+
+        /// `text` as a JSON string, escaped as SQLite's `json_object` escapes it.
+        static func jsonString(_ text: String) -> String {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            let hex = Array("0123456789abcdef".utf8)
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), byte]
+                case 0x08: out += Array(#"\b"#.utf8)
+                case 0x09: out += Array(#"\t"#.utf8)
+                case 0x0A: out += Array(#"\n"#.utf8)
+                case 0x0C: out += Array(#"\f"#.utf8)
+                case 0x0D: out += Array(#"\r"#.utf8)
+                case 0..<0x20: out += Array(#"\u00"#.utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+                default: out.append(byte)
+                }
+            }
+            out.append(UInt8(ascii: "\""))
+            return String(decoding: out, as: UTF8.self)
+        }
+
+        /// The payload of a batch's `on_complete` task when its spec gives none: `{"batch":NAME}`.
+        public static func defaultPayload(batch: String) -> String { #"{"batch":\#(jsonString(batch))}"# }
+    }
+
+    /// The `on_complete` task, read from the spec (nil without one).
+    public var onCompleteTask: OnCompleteTask? { onComplete.flatMap(OnCompleteTask.init) }
+}

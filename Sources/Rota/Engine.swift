@@ -242,6 +242,7 @@ final class Engine: @unchecked Sendable {
         var nextDue: ContinuousClock.Instant?
         var nextHeartbeat = clock.now.advanced(by: settings.heartbeatInterval)
         var nextRecovery = clock.now
+        var isLeader = false
         var mayHaveMore = true
         var poolSaturated = false
         var retryAt: ContinuousClock.Instant?
@@ -454,10 +455,21 @@ final class Engine: @unchecked Sendable {
             }
             if case .running = phase {} else { continue }
 
-            // Recover expired leases (other workers that died).
+            // Recover expired leases (other workers that died): the cluster's leader does, where the store
+            // elects one (several hosts); every scheduler does, where it does not.
             if now >= nextRecovery {
                 do {
-                    let recovered = try blocking { [store] in try await store.recoverExpiredLeases(now: Date()) }
+                    var leads = true
+                    if let elector = store as? any LeaderElecting {
+                        let worker = settings.workerID
+                        let until = Date().addingTimeInterval(settings.leaseDuration.seconds)
+                        leads = try blocking { try await elector.lead(worker: worker, now: Date(), until: until) }
+                        if leads != isLeader {
+                            isLeader = leads
+                            logger.notice(leads ? "leads the cluster's maintenance" : "no longer leads the cluster's maintenance")
+                        }
+                    }
+                    let recovered = leads ? try blocking { [store] in try await store.recoverExpiredLeases(now: Date()) } : []
                     storeSucceeded()
                     nextRecovery = now.advanced(by: settings.recoveryInterval)
                     if !recovered.isEmpty {
@@ -856,6 +868,9 @@ final class Engine: @unchecked Sendable {
         do {
             let worker = settings.workerID
             try blocking { [store] in try await store.stopWorker(worker, at: Date()) }
+            if let elector = store as? any LeaderElecting {
+                try blocking { try await elector.resign(worker: worker) }
+            }
         } catch {
             logger.warning("could not mark the worker stopped", metadata: ["error": "\(error)"])
         }

@@ -271,3 +271,19 @@ public protocol BackgroundWork: Sendable {
     /// Stops the work and waits until it has stopped.
     func stop()
 }
+
+/// A store shared by schedulers on several hosts, which elects one of them (by a lease in the store) to run
+/// once-per-cluster maintenance: expiry recovery, and whatever else must not run everywhere at once. A store
+/// without it (one machine) lets every scheduler do that maintenance.
+public protocol LeaderElecting: TaskStore {
+    /// Takes the leadership for `worker` until `until` when no other leader's lease lasts past `now`, or
+    /// renews it when `worker` holds it.
+    /// - Returns: whether `worker` leads now.
+    func lead(worker: String, now: Date, until: Date) async throws -> Bool
+
+    /// Gives the leadership up if `worker` holds it (a clean stop), so another takes it at once.
+    func resign(worker: String) async throws
+
+    /// The current leader and its lease's end, if any.
+    func leader() async throws -> (worker: String, until: Date)?
+}

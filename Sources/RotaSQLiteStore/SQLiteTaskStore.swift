@@ -73,7 +73,7 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
     private var claimSQLByNameCount: [Int: String] = [:]
 
     /// The migrations this binary carries (`migrations/*.sql`, embedded at build time).
-    public static var migrations: [Migration] { EmbeddedMigrations.all }
+    public static let migrations: [Migration] = EmbeddedMigrations.all.map { Migration(version: $0.version, name: $0.name, sql: $0.sql) }
 
     /// Opens the database at `path`, checks it and applies pending migrations.
     ///

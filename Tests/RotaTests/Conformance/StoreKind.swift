@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Rota
 @testable import RotaSQLiteStore
+@testable import RotaPostgresStore
 
 /// A kind of store the conformance suite (and the scheduler tests) run on: how to make a fresh, empty
 /// database of that kind, and how to open more handles on it.
@@ -26,7 +27,7 @@ struct StoreKind: Sendable, CustomTestStringConvertible, CustomStringConvertible
     static let all: [StoreKind] = [
         .sqlite,
         .memory,
-    ]
+    ] + (PostgresTestServer.url == nil ? [] : [.postgres])
 
     /// `SQLiteTaskStore` on a fresh file; every handle is a new connection to the file (as another process
     /// would open it).
@@ -39,6 +40,16 @@ struct StoreKind: Sendable, CustomTestStringConvertible, CustomStringConvertible
     static let memory = StoreKind("memory") { _ in
         let store = MemoryTaskStore()
         return { store }
+    }
+
+    /// `PostgresTaskStore` on the server `ROTA_TEST_POSTGRES_URL` names (the README's test command starts a
+    /// throwaway one): each database is a fresh schema of its own, and every handle a store with a pool of its
+    /// own (as another scheduler, on another host, would open it).
+    static let postgres = StoreKind("postgres") { _ in
+        var configuration = try PostgresTaskStore.Configuration(url: try #require(PostgresTestServer.url))
+        configuration.schema = PostgresTestServer.freshSchemaName()
+        configuration.maxConnections = 4
+        return { [configuration] in PostgresTaskStore(configuration) }
     }
 
     /// A fresh, empty database of this kind, in a temporary directory of its own.
