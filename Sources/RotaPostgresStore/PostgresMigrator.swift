@@ -31,6 +31,45 @@ public struct PostgresMigration: Sendable, Equatable {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
+    /// The step's statements, in order: the SQL split at semicolons outside comments, quoted strings,
+    /// quoted identifiers and dollar-quoted bodies (the extended protocol runs one statement at a time).
+    public var statements: [String] {
+        let bytes = Array(sql.utf8)
+        var statements: [String] = []
+        var start = 0, index = 0
+        func flush(_ end: Int) {
+            let text = String(decoding: bytes[start..<end], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            // A chunk of comments only is no statement.
+            let code = text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
+            if !code.joined().trimmingCharacters(in: .whitespaces).isEmpty { statements.append(text) }
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "-"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "-") {
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+            } else if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\"") {
+                index += 1
+                while index < bytes.count, bytes[index] != byte { index += 1 }
+                index += 1
+            } else if byte == UInt8(ascii: "$"), let close = bytes[(index + 1)...].firstIndex(of: UInt8(ascii: "$")),
+                      bytes[(index + 1)..<close].allSatisfy({ $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) {
+                // $$ or $tag$: up to the same tag.
+                let tag = Array(bytes[index...close])
+                index = close + 1
+                while index < bytes.count, !(bytes[index...].starts(with: tag)) { index += 1 }
+                index += tag.count
+            } else if byte == UInt8(ascii: ";") {
+                flush(index)
+                index += 1
+                start = index
+            } else {
+                index += 1
+            }
+        }
+        if start < bytes.count { flush(bytes.count) }
+        return statements
+    }
+
     /// `0001_initial`, the file name without extension.
     public var label: String {
         let number = String(version)
@@ -91,7 +130,9 @@ enum PostgresMigrator {
                     }
                     for migration in migrations where status.pending.contains(migration.version) {
                         do {
-                            _ = try await connection.simpleQuery(migration.sql).get()
+                            for statement in migration.statements {
+                                try await connection.run(PostgresQuery(unsafeSQL: statement), logger)
+                            }
                         } catch let error as PSQLError {
                             throw PostgresMigrationError(message: "migration \(migration.label) failed on \(place): \(error.serverInfo?[.message] ?? "\(error)"). Nothing was changed.")
                         }

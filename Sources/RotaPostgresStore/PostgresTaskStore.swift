@@ -215,14 +215,13 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         var results: [EnqueueResult?] = Array(repeating: nil, count: specs.count)
         var counts = TransitionCounts()
         var batchItems: [Int64: Int64] = [:]
-        // Plain tasks (nothing unique about them) go in one multi-row INSERT per chunk, through arrays.
-        let plain = specs.indices.filter {
-            specs[$0].uniqueKey == nil && specs[$0].batchID == nil && specs[$0].schedule == nil
-        }
-        var start = 0
-        while start < plain.count {
-            let chunk = plain[start ..< min(start + 5_000, plain.count)]
-            start += chunk.count
+        // Runs of plain tasks (nothing unique about them) go in one multi-row INSERT each, through arrays; ids
+        // follow the specs' order, as one insert at a time would give them.
+        var plain: [Int] = []
+        func insertPlain() async throws {
+            if plain.isEmpty { return }
+            let chunk = plain
+            plain = []
             var binds = PostgresBindings(capacity: 9)
             binds.append(chunk.map { specs[$0].name })
             binds.append(chunk.map { specs[$0].queue })
@@ -237,7 +236,7 @@ public final class PostgresTaskStore: TaskStore, Sendable {
                 INSERT INTO rota_tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit,
                                        created_at, updated_at)
                 SELECT name, queue, payload, priority, run_at, max_attempts, nullif(timeout_ms, -1), poison_limit, $9, $9
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::int[], $7::bigint[], $8::int[])
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
                      WITH ORDINALITY AS s(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit, n)
                 ORDER BY n
                 RETURNING id
@@ -245,14 +244,19 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             guard ids.count == chunk.count else {
                 throw RotaError(.database, "a multi-row enqueue inserted \(ids.count) of \(chunk.count) tasks")
             }
-            // Identity values come in the order rows are inserted (ORDER BY n), so they sort as the specs.
+            // Identity values are drawn in the order rows are inserted (ORDER BY n), so they sort as the specs.
             for (index, id) in zip(chunk, ids.sorted()) {
                 results[index] = EnqueueResult(id: id, inserted: true)
                 counts.add(queue: specs[index].queue, name: specs[index].name)
             }
         }
-        for index in specs.indices where results[index] == nil {
-            let spec = specs[index]
+        for (index, spec) in specs.enumerated() {
+            if spec.uniqueKey == nil && spec.batchID == nil && spec.schedule == nil {
+                plain.append(index)
+                if plain.count >= 5_000 { try await insertPlain() }
+                continue
+            }
+            try await insertPlain()
             let inserted = try await connection.rows("""
                 INSERT INTO rota_tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, unique_key,
                                        batch_id, batch_item, schedule, fire_at, created_at, updated_at, poison_limit)
@@ -272,6 +276,7 @@ public final class PostgresTaskStore: TaskStore, Sendable {
                 throw RotaError(.database, "enqueue of \(spec.name) conflicted but no existing task was found")
             }
         }
+        try await insertPlain()
         for (batch, added) in batchItems.sorted(by: { $0.key < $1.key }) {
             try await connection.run("UPDATE rota_batches SET total = total + \(added) WHERE id = \(batch)", logger)
         }
@@ -395,7 +400,7 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             binds.append(results.map { $0 != nil })
             let done = try await connection.rows(PostgresQuery(unsafeSQL: """
                 WITH c AS (SELECT id, attempt, worker, started_at, finished_at, CASE WHEN has_result THEN result END AS result
-                           FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bool[])
+                           FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bool[])
                                 AS c(id, attempt, worker, started_at, finished_at, result, has_result)),
                 done AS (
                     UPDATE rota_tasks t SET state = 'succeeded', lease_owner = NULL, lease_until = NULL,

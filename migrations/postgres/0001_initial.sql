@@ -32,8 +32,8 @@ CREATE TABLE rota_schedules (
     task_name     text    NOT NULL,
     payload       text    NOT NULL DEFAULT '{}',
     queue         text    NOT NULL DEFAULT 'default',
-    priority      integer NOT NULL DEFAULT 0,
-    max_attempts  integer NOT NULL DEFAULT 3,
+    priority      bigint  NOT NULL DEFAULT 0,
+    max_attempts  bigint  NOT NULL DEFAULT 3,
     timeout_ms    bigint,
     missed        text    NOT NULL DEFAULT 'skip' CHECK (missed IN ('skip', 'once', 'all')),
     missed_cap    integer NOT NULL DEFAULT 100,
@@ -53,10 +53,10 @@ CREATE TABLE rota_tasks (
     payload          text    NOT NULL DEFAULT '{}',      -- the JSON text as given (jsonb would reformat it)
     state            text    NOT NULL DEFAULT 'scheduled'
                      CHECK (state IN ('scheduled', 'running', 'succeeded', 'dead', 'cancelled')),
-    priority         integer NOT NULL DEFAULT 0 CHECK (priority >= 0),   -- higher runs first
+    priority         bigint  NOT NULL DEFAULT 0 CHECK (priority >= 0),   -- higher runs first
     run_at           bigint  NOT NULL,
-    attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    max_attempts     integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    attempts         bigint  NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts     bigint  NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
     timeout_ms       bigint  CHECK (timeout_ms IS NULL OR timeout_ms > 0),
     lease_owner      text,                                                -- worker id while running
     lease_until      bigint,
@@ -71,10 +71,10 @@ CREATE TABLE rota_tasks (
     updated_at       bigint  NOT NULL,
     finished_at      bigint,
     last_error       text,
-    losses           integer NOT NULL DEFAULT 0,       -- attempts lost with their worker
-    solo_losses      integer NOT NULL DEFAULT 0,       -- of those, lost while running alone (charged)
+    losses           bigint  NOT NULL DEFAULT 0,       -- attempts lost with their worker
+    solo_losses      bigint  NOT NULL DEFAULT 0,       -- of those, lost while running alone (charged)
     alone            boolean NOT NULL DEFAULT false,   -- the current attempt runs alone on its worker
-    poison_limit     integer NOT NULL DEFAULT 2
+    poison_limit     bigint  NOT NULL DEFAULT 2
 );
 
 -- Claims: due tasks of a queue in claim order (priority, then run_at, then id), scheduled ones only.
@@ -95,7 +95,7 @@ CREATE UNIQUE INDEX rota_tasks_fire ON rota_tasks (schedule, fire_at) WHERE sche
 -- One row per finished attempt, written once.
 CREATE TABLE rota_attempts (
     task_id      bigint  NOT NULL,
-    attempt      integer NOT NULL,
+    attempt      bigint  NOT NULL,
     worker       text,
     started_at   bigint,
     finished_at  bigint  NOT NULL,
