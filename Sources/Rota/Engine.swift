@@ -386,6 +386,8 @@ final class Engine: @unchecked Sendable {
                 }
             }
             if !batch.isEmpty {
+                // Until empty: an attempt's end may be the last one; the claim turn that records it checks.
+                if settings.untilEmpty { mayHaveMore = true }
                 if inBackoff {
                     carried = batch
                 } else {
@@ -575,8 +577,14 @@ final class Engine: @unchecked Sendable {
                     let wait = max(next.timeIntervalSinceNow, 0)
                     nextDue = now.advanced(by: .milliseconds(Int64(wait * 1000) + 1))
                 }
-                if settings.untilEmpty, claimed.isEmpty, now >= nextEmptyCheck {
+                if settings.untilEmpty, claimed.isEmpty, now < nextEmptyCheck {
+                    // Look again soon, not at the next (watched, slow) poll.
+                    nextDue = min(nextDue ?? nextEmptyCheck, nextEmptyCheck)
+                } else if settings.untilEmpty, claimed.isEmpty {
                     nextEmptyCheck = now.advanced(by: settings.pollInterval)
+                    // Until the store is empty: another look at the poll interval (the commit watch's slow
+                    // poll would make the last task's end wait seconds to be seen).
+                    nextDue = min(nextDue ?? nextEmptyCheck, nextEmptyCheck)
                     lock.lock()
                     let idle = shared.running.isEmpty && shared.completions.isEmpty
                     lock.unlock()
