@@ -296,21 +296,28 @@ final class Engine: @unchecked Sendable {
                     deadline = min(deadline, instant)
                     return false
                 }
-                if shared.wakeRequested || shared.commitEvent { break }
+                if shared.wakeRequested { break }
                 if let retryAt, inBackoff { deadline = min(deadline, retryAt) }
                 let pendingCount = shared.completions.count + carried.count
+                // Lingering: completions wait a moment for more to share their commit. A commit seen elsewhere
+                // (or a planned look for one) does not cut that short: the turn that records them claims too.
+                // Cutting it short made every commit of this scheduler (which the file watch reports) end the
+                // next linger, so busy schedulers committed in smaller groups.
+                var lingering = false
                 if !inBackoff, pendingCount > 0 {
                     if case .running = phase, pendingCount < shared.running.count, let first = shared.firstPendingAt ?? (carried.isEmpty ? nil : now) {
                         if due(first.advanced(by: settings.completionLinger)) { break }
+                        lingering = true
                     } else {
                         break
                     }
                 }
+                if shared.commitEvent && !lingering { break }
                 if case .running = phase, !inBackoff {
                     if !shared.suspects.isEmpty && shared.running.isEmpty { break }
                     if shared.suspects.isEmpty && shared.planner.claimable > 0 {
                         if mayHaveMore { break }
-                        if due(nextPoll) || due(nextDue) || due(nextWatch) { break }
+                        if due(nextPoll) || due(nextDue) || (!lingering && due(nextWatch)) { break }
                     }
                     if due(nextHeartbeat) || due(nextRecovery) { break }
                 }
