@@ -106,6 +106,7 @@ let package = Package(
                 "RotaSQLiteStore",
                 "RotaPostgresStore",
                 "RotaSQLite",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

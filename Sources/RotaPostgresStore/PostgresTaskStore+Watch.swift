@@ -11,6 +11,11 @@ extension PostgresTaskStore {
     /// schema in the same database ignore it.
     static let channel = "rota_tasks_due"
 
+    /// True when a notification's payload (`SCHEMA/QUEUE`) is about `schema`.
+    static func isOurs(payload: String, schema: String) -> Bool {
+        payload.utf8.count > schema.utf8.count && payload.hasPrefix(schema + "/")
+    }
+
     /// Notifies listeners, at commit of the caller's transaction, that tasks of `queues` may be due (one
     /// notification per queue per transaction; PostgreSQL folds duplicates).
     static func notifyDue(_ queues: some Collection<String>, _ connection: PostgresConnection, _ logger: Logger) async throws {
@@ -47,7 +52,6 @@ extension PostgresTaskStore: CommitWatching {
                 do {
                     try await client.withConnection { connection in
                         let schema = try await connection.rows("SELECT current_schema()", [], logger) { try $0.optionalString(0) }.first ?? nil
-                        let prefix = (schema ?? "") + "/"
                         try await connection.listen(on: Self.channel) { sequence in
                             if !first {
                                 // Reconnected: what was notified meanwhile is lost; look once.
@@ -55,7 +59,7 @@ extension PostgresTaskStore: CommitWatching {
                             }
                             first = false
                             backoff = .milliseconds(50)
-                            for try await notification in sequence where notification.payload.hasPrefix(prefix) {
+                            for try await notification in sequence where Self.isOurs(payload: notification.payload, schema: schema ?? "") {
                                 changed()
                             }
                         }
