@@ -22,6 +22,7 @@ struct RefusedSpec: Sendable, CustomTestStringConvertible {
         RefusedSpec(label: "zero timeout", field: "timeout") { _ in TaskSpec(name: "x", timeout: .zero) },
         RefusedSpec(label: "negative timeout", field: "timeout") { _ in TaskSpec(name: "x", timeout: .seconds(-1)) },
         RefusedSpec(label: "empty unique key", field: "unique_key") { _ in TaskSpec(name: "x", uniqueKey: "") },
+        RefusedSpec(label: "poison_limit 0", field: "poison_limit") { _ in TaskSpec(name: "x", poisonLimit: 0) },
         RefusedSpec(label: "payload one byte over the limit", field: "payload") { limit in
             TaskSpec(name: "x", payload: jsonString(bytes: limit + 1))
         },

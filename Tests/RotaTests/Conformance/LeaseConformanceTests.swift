@@ -191,6 +191,30 @@ struct LeaseConformanceTests {
     }
 
     @Test(arguments: StoreKind.all)
+    func expiredLeasesWhileRunningAloneAreChargedAndThePoisonLimitMakesTheTaskDead(_ kind: StoreKind) async throws {
+        let f = try kind.fixture()
+        let id = try await f.store.enqueue(TaskSpec(name: "job", runAt: at(0), maxAttempts: 1, poisonLimit: 2)).id
+        var now = 0.0
+        // Lost beside others: not charged. Lost alone: charged, and the second charge is the limit.
+        for (round, alone) in [false, true, true].enumerated() {
+            let claimed = try #require(try await f.store.claimDue(leaseUntil: at(now + 1), now: at(now)).first)
+            #expect(claimed.losses == round)
+            if alone {
+                #expect(try await f.store.markRunningAlone(id, attempt: claimed.attempt, worker: "w1"))
+                #expect(try await f.store.markRunningAlone(id, attempt: claimed.attempt, worker: "other") == false)
+            }
+            now += 5
+            #expect(try await f.store.recoverExpiredLeases(now: at(now)) == [id])
+        }
+        let task = try await f.store.existing(id)
+        #expect(task.state == .dead)
+        #expect(task.finishedAt == at(now))
+        #expect(task.losses == 3 && task.soloLosses == 2 && task.poisonLimit == 2)
+        #expect(task.lastError?.hasPrefix("poison: lost 2 times while running alone") == true, "\(task.lastError ?? "")")
+        #expect(try await f.store.attempts(of: id).map(\.outcome) == [.lost, .lost, .lost])
+    }
+
+    @Test(arguments: StoreKind.all)
     func aFinishedAloneAttemptLeavesNoChargeForTheNextOne(_ kind: StoreKind) async throws {
         let f = try kind.fixture()
         let id = try await f.store.enqueue(TaskSpec(name: "job", runAt: at(0), maxAttempts: 3)).id

@@ -126,6 +126,20 @@ struct QueryConformanceTests {
         #expect(try await f.store.list(TaskFilter(createdSince: created.addingTimeInterval(3600))).isEmpty)
     }
 
+    @Test(arguments: StoreKind.all)
+    func aListSinceAnInstantLeavesOutTheTasksCreatedBeforeIt(_ kind: StoreKind) async throws {
+        let f = try kind.fixture()
+        let old = try await f.store.enqueue(TaskSpec(name: "email", queue: "mail")).id
+        let oldCreatedAt = try await f.store.existing(old).createdAt
+        // A store stamps creation with the wall clock, in whole milliseconds: the next tasks come later.
+        try await Task.sleep(for: .milliseconds(20))
+        let ids = try await f.store.enqueue([TaskSpec(name: "report", queue: "reports"), TaskSpec(name: "email", queue: "reports")]).map(\.id)
+        let justAfterOld = Date(unixMillis: oldCreatedAt.unixMillis + 1)
+        try #require(try await f.store.existing(ids[0]).createdAt >= justAfterOld, "the later tasks were created later")
+        #expect(try await f.store.list(TaskFilter(createdSince: justAfterOld)).map(\.id) == [ids[1], ids[0]])
+        #expect(try await f.store.list(TaskFilter(createdSince: oldCreatedAt.addingTimeInterval(-3600))).map(\.id) == [ids[1], ids[0], old])
+    }
+
     // MARK: stats
 
     @Test(arguments: StoreKind.all)
