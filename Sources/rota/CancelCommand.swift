@@ -28,8 +28,7 @@ struct CancelCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard !ids.isEmpty else { throw CLIError.usage("give the ids of the tasks to cancel") }
-        let store = try global.openForWriting()
-        let outcomes = try await store.cancel(ids, now: Date())
+        let outcomes = try await global.withStore(.existing, quickCheck: false) { try await $0.cancel(ids, now: Date()) }
         var refused = 0
         var results: [JSON] = []
         for id in ids {

@@ -25,11 +25,12 @@ struct ShowCommand: AsyncParsableCommand {
     var id: Int64
 
     func run() async throws {
-        let store = try global.openForReading()
-        guard let task = try await store.task(id) else {
-            throw CLIError.failure("no task \(id) in \(global.db)")
+        let (found, attempts) = try await global.withStore(.readOnly) { store in
+            (try await store.task(id), try await store.attempts(of: id))
         }
-        let attempts = try await store.attempts(of: id)
+        guard let task = found else {
+            throw CLIError.failure("no task \(id) in \(global.displayName)")
+        }
         let now = Date()
         if output.json {
             guard case .object(var fields) = task.json else { return }

@@ -27,9 +27,8 @@ struct WorkersCommand: AsyncParsableCommand {
     var live = false
 
     func run() async throws {
-        let store = try global.openForReading()
         let now = Date()
-        var workers = try await store.workers()
+        var workers = try await global.withStore(.readOnly) { try await $0.workers() }
         if live { workers = workers.filter { $0.isLive(now: now) } }
         if output.json {
             printJSON(.array(workers.map { $0.json(now: now) }))
