@@ -155,8 +155,9 @@ extension PostgresTaskStore {
     /// transaction; returns how many counts were wrong (rows of `rota_task_counts`, batches).
     ///
     /// While it runs, other writers wait to change counts: it locks `rota_batches` and `rota_task_counts`
-    /// (EXCLUSIVE: reads go on), in the order every writer takes them, so a change committed before the
-    /// rebuild is in the figures it counts, and one made after it is added to them by its own transaction.
+    /// (EXCLUSIVE: reads go on), batches first as the triggers and the store's own counting take them, so a
+    /// change committed before the rebuild is in the figures it counts, and one made after it is added to them
+    /// by its own transaction. A deadlock with a writer that took them the other way round is run again.
     /// A batch that comes out complete by the rebuilt figures completes as usual (its `on_complete` task fires).
     @discardableResult
     public func recount() async throws -> Int {
