@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota batch`: restart-safe batch processing.
 struct BatchCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota cancel`: cancels scheduled tasks, asks running ones to stop.
 struct CancelCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota enqueue`: adds one task and prints its id.
 struct EnqueueCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota list`: tasks, newest first, filtered.
 struct ListCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota purge`: deletes old finished tasks and their attempts.
 struct PurgeCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota retry`: makes dead or cancelled tasks scheduled again, due now.
 struct RetryCommand: AsyncParsableCommand {

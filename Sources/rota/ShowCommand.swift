@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota show ID`: one task with its payload, every attempt and its result.
 struct ShowCommand: AsyncParsableCommand {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota stats`: counts per state and queue, the oldest due task, throughput, workers.
 struct StatsCommand: AsyncParsableCommand {

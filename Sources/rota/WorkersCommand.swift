@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota workers`: live and dead workers with their last heartbeat.
 struct WorkersCommand: AsyncParsableCommand {
