@@ -111,7 +111,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // End-to-end: runs the built `rota` binary against real database files.
-        .testTarget(name: "RotaCLITests", dependencies: ["rota", "Rota", "RotaSQLiteStore", "RotaPostgresStore"], swiftSettings: strict),
+        // End-to-end: runs the built `rota` binary against real database files and PostgreSQL databases
+        // (PostgresNIO: to damage what `rota check` checks, bypassing Rota).
+        .testTarget(
+            name: "RotaCLITests",
+            dependencies: [
+                "rota", "Rota", "RotaSQLiteStore", "RotaPostgresStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
     ]
 )

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota batch`: restart-safe batch processing.
 struct BatchCommand: AsyncParsableCommand {
@@ -73,31 +72,31 @@ struct BatchCommand: AsyncParsableCommand {
             }
             if count == 0 { throw CLIError.usage("\(label) has no items") }
             // Pass 2: write in large transactions; items already present (a resumed submission) are skipped.
-            let store = try global.openStore(.create)
+            try await global.withStore(.create) { store in try await submit(data, count: count, to: store) }
+        }
+
+        /// Writes the `count` checked items of `data` into the batch, 10,000 per transaction (an item already
+        /// in the batch, from an earlier run of the same submission, is skipped), then seals it.
+        private func submit(_ data: Data, count: Int, to store: any TaskStore) async throws {
             var committed = 0  // items in transactions that committed (added now or already present)
             var added = 0
             do {
                 let batch = try await store.openBatch(name: name, queue: queue, onComplete: onComplete)
                 var chunk: [TaskSpec] = []
                 chunk.reserveCapacity(10_000)
-                var failure: (any Error)?
-                func flush() {
-                    do {
-                        added += try store.enqueueSync(chunk).filter(\.inserted).count
-                        committed += chunk.count
-                    } catch {
-                        failure = error
-                    }
-                    chunk.removeAll(keepingCapacity: true)
-                }
-                forEachLine(data) { number, line in
-                    guard failure == nil, var spec = try? BatchLine.parse(line, number: number, defaults: self) else { return }
-                    spec.batchID = batch.id
+                for (number, line) in Lines(data) {
+                    guard let spec = try? BatchLine.parse(line, number: number, defaults: self) else { continue }
                     chunk.append(spec)
-                    if chunk.count == 10_000 { flush() }
+                    if chunk.count == 10_000 {
+                        added += try await store.addBatchItems(batch.id, chunk)
+                        committed += chunk.count
+                        chunk.removeAll(keepingCapacity: true)
+                    }
                 }
-                if failure == nil, !chunk.isEmpty { flush() }
-                if let failure { throw failure }
+                if !chunk.isEmpty {
+                    added += try await store.addBatchItems(batch.id, chunk)
+                    committed += chunk.count
+                }
                 let sealed = try await store.sealBatch(batch.id)
                 print("batch \(name): \(count) item\(count == 1 ? "" : "s"), \(added) added, \(count - added) already present; \(sealed.finished)/\(sealed.total) finished")
             } catch {
@@ -132,12 +131,17 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Redraw every second until the batch completes.") var watch = false
 
         func run() async throws {
-            let store = try global.openStore(.readOnly)
+            try await global.withStore(.readOnly) { store in try await show(store) }
+        }
+
+        /// Prints the batch's status, again every second with `--watch` until it completes.
+        private func show(_ store: any TaskStore) async throws {
             let tty = isatty(STDOUT_FILENO) == 1
             var printedLines = 0
             while true {
                 let status = try await store.batchStatus(name)
-                let waiting = await (status.states[.scheduled] ?? 0) > 0 ? try store.unhandledTasks(batch: status.batch.id) : []
+                let waiting = (status.states[.scheduled] ?? 0) > 0
+                    ? try await store.unhandledTasks(now: Date(), batch: status.batch.id) : []
                 if json {
                     print(BatchFormat.json(status, unhandled: waiting))
                 } else {
@@ -160,8 +164,7 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let store = try global.openStore(.readOnly)
-            let batches = try await store.batches()
+            let batches = try await global.withStore(.readOnly) { try await $0.batches() }
             if json {
                 print("[" + batches.map(BatchFormat.json).joined(separator: ",") + "]")
                 return
@@ -194,7 +197,7 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON: {\"batch\": NAME, \"rescheduled\": N}.") var json = false
 
         func run() async throws {
-            let count = try await global.openStore(.existing).retryBatch(name)
+            let count = try await global.withStore(.existing) { try await $0.retryBatch(name) }
             if json {
                 print(BatchFormat.jsonText(["batch": name, "rescheduled": count]))
             } else {
@@ -211,7 +214,7 @@ struct BatchCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON: {\"batch\": NAME, \"cancelled\": N, \"requested\": N}.") var json = false
 
         func run() async throws {
-            let result = try await global.openStore(.existing).cancelBatch(name)
+            let result = try await global.withStore(.existing) { try await $0.cancelBatch(name) }
             if json {
                 print(BatchFormat.jsonText(["batch": name, "cancelled": result.cancelled, "requested": result.requested]))
             } else {
@@ -223,14 +226,29 @@ struct BatchCommand: AsyncParsableCommand {
 
 /// Calls `body` with each line's 1-based number and bytes, skipping blank lines.
 func forEachLine(_ data: Data, _ body: (Int, Data.SubSequence) -> Void) {
-    var number = 0
-    var start = data.startIndex
-    while start < data.endIndex {
-        number += 1
-        let end = data[start...].firstIndex(of: UInt8(ascii: "\n")) ?? data.endIndex
-        let line = data[start..<end]
-        if line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) { body(number, line) }
-        start = end == data.endIndex ? end : data.index(after: end)
+    for (number, line) in Lines(data) { body(number, line) }
+}
+
+/// The lines of `data` that are not blank, each with its 1-based number, without their newline.
+struct Lines: Sequence, IteratorProtocol {
+    private let data: Data
+    private var start: Data.Index
+    private var number = 0
+
+    init(_ data: Data) {
+        self.data = data
+        start = data.startIndex
+    }
+
+    mutating func next() -> (number: Int, line: Data.SubSequence)? {
+        while start < data.endIndex {
+            number += 1
+            let end = data[start...].firstIndex(of: UInt8(ascii: "\n")) ?? data.endIndex
+            let line = data[start..<end]
+            start = end == data.endIndex ? end : data.index(after: end)
+            if line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) { return (number, line) }
+        }
+        return nil
     }
 }
 

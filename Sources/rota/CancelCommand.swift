@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota cancel`: cancels scheduled tasks, asks running ones to stop.
 struct CancelCommand: AsyncParsableCommand {
@@ -28,8 +27,7 @@ struct CancelCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard !ids.isEmpty else { throw CLIError.usage("give the ids of the tasks to cancel") }
-        let store = try global.openForWriting()
-        let outcomes = try await store.cancel(ids, now: Date())
+        let outcomes = try await global.withStore(.existing, quickCheck: false) { try await $0.cancel(ids, now: Date()) }
         var refused = 0
         var results: [JSON] = []
         for id in ids {

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaPostgresStore
 import RotaSQLiteStore
 
-/// `rota check`: integrity check, schema version, WAL size.
+/// `rota check`: integrity check, schema version, WAL size (SQLite); schema version and counts (PostgreSQL).
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
@@ -16,10 +17,17 @@ struct CheckCommand: AsyncParsableCommand {
             behind this binary. The counts go wrong only if the file is edited by hand;
             --recount rebuilds them.
 
+            On PostgreSQL (--db postgres://...) it reports the schema version (applied,
+            known to this binary, pending migrations) and the counts; integrity, file
+            and WAL sizes are the server's business and are not shown. JSON adds
+            pending_migrations and database, and has no integrity, file_size_bytes or
+            wal_size_bytes.
+
             Examples:
               rota check
               rota check --json --db /var/lib/rota/rota.db
               rota check --recount
+              rota check --db postgres://rota@db.internal/rota
             """
     )
 
@@ -30,6 +38,7 @@ struct CheckCommand: AsyncParsableCommand {
     var recount = false
 
     func run() async throws {
+        if global.isPostgres { return try await checkPostgres() }
         if recount {
             let fixed = try global.openStore(.existing, quickCheck: false).recount()
             FileHandle.standardError.write(Data("rota: task counts rebuilt (\(fixed) were wrong)\n".utf8))
@@ -78,6 +87,70 @@ struct CheckCommand: AsyncParsableCommand {
                 "schema     \(schema)",
                 "file size  \(Self.bytes(size))",
                 "WAL size   \(Self.bytes(wal))",
+            ])
+        }
+        if !ok { throw ExitCode(ExitCodes.failure) }
+    }
+
+    /// `rota check` on PostgreSQL: the schema's status against this binary, then (when it is current) the
+    /// counts behind `rota stats` and the batch totals against the tasks table. Exits 1 when the schema is
+    /// behind or a count is wrong.
+    func checkPostgres() async throws {
+        if recount {
+            let fixed = try await global.withPostgres(.existing) { try await $0.recount() }
+            FileHandle.standardError.write(Data("rota: task counts rebuilt (\(fixed) were wrong)\n".utf8))
+        }
+        // The status is read without the store's own schema check, which refuses a schema that is behind.
+        let store = try await global.openPostgres(.readOnly, checkSchema: false)
+        let configuration = store.configuration
+        let status: PostgresSchemaStatus
+        let mismatches: [PostgresTaskStore.CountMismatch]
+        let batchMismatches: [PostgresTaskStore.BatchCountMismatch]
+        do {
+            status = try await store.schemaStatus()
+            let current = status.pending.isEmpty
+            mismatches = current ? try await store.countMismatches() : []
+            batchMismatches = current ? try await store.batchCountMismatches() : []
+            await store.close()
+        } catch {
+            await store.close()
+            throw error
+        }
+        let current = status.pending.isEmpty
+        let ok = current && mismatches.isEmpty && batchMismatches.isEmpty
+        if output.json {
+            printJSON(.object([
+                ("ok", .bool(ok)),
+                ("path", .string(global.displayName)),
+                ("database", .string(configuration.displayName)),
+                ("schema_version", .int(status.applied)),
+                ("known_schema_version", .int(status.known)),
+                ("pending_migrations", .array(status.pending.map { .int($0) })),
+                ("count_mismatches", .array(mismatches.map {
+                    .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
+                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+                })),
+                ("batch_count_mismatches", .array(batchMismatches.map {
+                    .object([("batch", .string($0.batch)), ("field", .string($0.field)),
+                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+                })),
+            ]))
+        } else {
+            let terminal = Terminal.current
+            let pending = status.pending.map(String.init).joined(separator: ", ")
+            let schema = current ? "\(status.applied) (current)"
+                : "\(status.applied), this binary knows \(status.known) (pending: \(pending)): run rota migrate"
+            let lines = mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
+                + batchMismatches.map { "    batch \($0.batch) \($0.field): counted \($0.counted), actual \($0.actual)" }
+            let countsText = !current ? terminal.paint("not checked", code: "33") + " (the schema is not current)"
+                : lines.isEmpty ? terminal.paint("ok", code: "32")
+                : terminal.paint("\(lines.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
+                    + lines.joined(separator: "\n")
+            writeLines([
+                "database   \(global.displayName)",
+                "           \(configuration.displayName)",
+                "counts     \(countsText)",
+                "schema     \(schema)",
             ])
         }
         if !ok { throw ExitCode(ExitCodes.failure) }

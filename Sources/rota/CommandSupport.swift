@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaPostgresStore
 import RotaSQLiteStore
 
 /// The state names, for completions and messages.
@@ -70,16 +71,112 @@ private func errorReason(_ error: any Error) -> String {
     return nsError.localizedDescription
 }
 
+/// How a command uses its database, whichever store holds it.
+enum DatabaseAccess {
+    /// Read and write, creating the database when needed and applying pending migrations (SQLite: the file;
+    /// PostgreSQL: Rota's tables, in the schema the URL names).
+    case create
+    /// Read and write an existing database whose schema is current; never creates one.
+    case existing
+    /// Queries only: never creates or migrates anything.
+    case readOnly
+}
+
 extension GlobalOptions {
-    /// Opens the database for queries: read-only, never created. A missing file is reported (exit 1).
-    func openForReading() throws -> SQLiteTaskStore {
-        try openStore(.readOnly)
+    /// True when `--db` (or `ROTA_DB`) is a PostgreSQL URL (`postgres://`, `postgresql://`), not a file.
+    var isPostgres: Bool { PostgresTaskStore.Configuration.isURL(db) }
+
+    /// `--db` as messages name it: the path, or the URL with its password hidden.
+    var displayName: String { isPostgres ? PostgresTaskStore.Configuration.redacted(db) : db }
+
+    /// The PostgreSQL store's configuration that the `--db` URL describes.
+    /// - Throws: ``CLIError/usage(_:)`` naming what is wrong with the URL (a malformed URL, an unknown option).
+    func postgresConfiguration(_ access: PostgresTaskStore.Configuration.Access) throws -> PostgresTaskStore.Configuration {
+        do {
+            return try PostgresTaskStore.Configuration(url: db, access: access)
+        } catch let error as RotaError where error.code == .invalidInput {
+            throw CLIError.usage("--db: \(error.message)")
+        }
     }
 
-    /// Opens an existing database for an operation that writes (retry, cancel, purge). Never creates one.
-    func openForWriting() throws -> SQLiteTaskStore {
-        try openStore(.existing, quickCheck: false)
+    /// Opens the database `--db` names, SQLite for a path and PostgreSQL for a URL, checked (and for `.create`,
+    /// migrated) before it returns. The caller closes it (``closeStore(_:)``); ``withStore(_:durability:quickCheck:_:)``
+    /// does both.
+    /// - Parameters:
+    ///   - durability: SQLite's `synchronous` setting; PostgreSQL's is the server's (the store asks for
+    ///     `synchronous_commit=on`).
+    ///   - quickCheck: SQLite's `quick_check` at open (default: for writers only).
+    /// - Throws: ``CLIError/usage(_:)`` for a bad URL; ``RotaError`` when the database is missing, refused or
+    ///   (PostgreSQL) cannot be reached, naming the place without its password.
+    func openAnyStore(_ access: DatabaseAccess, durability: Durability = .full, quickCheck: Bool? = nil) async throws -> any TaskStore {
+        guard isPostgres else {
+            let mode: SQLiteTaskStore.Access = switch access {
+            case .create: .create
+            case .existing: .existing
+            case .readOnly: .readOnly
+            }
+            return try openStore(mode, durability: durability, quickCheck: quickCheck)
+        }
+        // Queries use the store's `.readOnly`: it checks that the schema is current and changes nothing.
+        let mode: PostgresTaskStore.Configuration.Access = switch access {
+        case .create: .migrate
+        case .existing: .existing
+        case .readOnly: .readOnly
+        }
+        return try await openPostgres(mode)
     }
+
+    /// Opens the PostgreSQL store the `--db` URL names: checks that the server answers (at once, with its
+    /// reason, where the store's pool would wait a minute for its circuit breaker), then, with `checkSchema`,
+    /// waits for the store's schema check (and migration, for `.migrate`).
+    /// - Throws: ``CLIError/usage(_:)`` for a bad URL; ``RotaError`` naming the place, never the password.
+    func openPostgres(_ access: PostgresTaskStore.Configuration.Access, checkSchema: Bool = true) async throws -> PostgresTaskStore {
+        let store = PostgresTaskStore(try postgresConfiguration(access))
+        do {
+            try await store.checkConnection()
+            if checkSchema { try await store.checkSchema() }
+            return store
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    /// Opens the database (see ``openAnyStore(_:durability:quickCheck:)``), runs `body` with it and closes it,
+    /// also when `body` throws.
+    func withStore<T>(_ access: DatabaseAccess, durability: Durability = .full, quickCheck: Bool? = nil,
+                      _ body: (any TaskStore) async throws -> T) async throws -> T {
+        let store = try await openAnyStore(access, durability: durability, quickCheck: quickCheck)
+        do {
+            let value = try await body(store)
+            await closeStore(store)
+            return value
+        } catch {
+            await closeStore(store)
+            throw error
+        }
+    }
+
+    /// Opens the PostgreSQL database the `--db` URL names, runs `body` with it and closes it, also when `body`
+    /// throws. For what only the PostgreSQL store has (its schema's status, its count checks).
+    func withPostgres<T>(_ access: PostgresTaskStore.Configuration.Access,
+                         _ body: (PostgresTaskStore) async throws -> T) async throws -> T {
+        let store = try await openPostgres(access)
+        do {
+            let value = try await body(store)
+            await store.close()
+            return value
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+}
+
+/// Closes what a store holds open beyond its lifetime in this process: a PostgreSQL store's pool of
+/// connections (a SQLite store closes its file when released).
+func closeStore(_ store: any TaskStore) async {
+    if let store = store as? PostgresTaskStore { await store.close() }
 }
 
 /// The `--json` flag every query command takes.

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota enqueue`: adds one task and prints its id.
 struct EnqueueCommand: AsyncParsableCommand {
@@ -141,15 +140,15 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     func run() async throws {
         let spec = try spec(now: Date())
-        let store = try global.openStore(.create, quickCheck: false)
-        let result: EnqueueResult
-        do {
-            result = try await store.enqueue(spec)
-        } catch {
-            guard let full = FullDisk.failure(error, database: global.db) else { throw error }
-            throw CLIError.failure(FullDisk.message(
-                full, database: global.db,
-                written: "nothing was written: the task was not enqueued (\(spec.name), \(spec.payload.utf8.count) bytes of payload)"))
+        let result = try await global.withStore(.create, quickCheck: false) { store in
+            do {
+                return try await store.enqueue(spec)
+            } catch {
+                guard let full = FullDisk.failure(error, database: global.db) else { throw error }
+                throw CLIError.failure(FullDisk.message(
+                    full, database: global.db,
+                    written: "nothing was written: the task was not enqueued (\(spec.name), \(spec.payload.utf8.count) bytes of payload)"))
+            }
         }
         if !result.inserted {
             printNote("rota: existing task \(result.id) already has unique key '\(spec.uniqueKey ?? "")'; nothing enqueued")

@@ -1,5 +1,6 @@
 import Foundation
 import Rota
+import RotaPostgresStore
 import RotaSQLite
 
 /// The words for a write refused because the disk, a file size limit or the database's page limit is
@@ -8,9 +9,10 @@ import RotaSQLite
 /// that running the same command again once there is room finishes the job.
 enum FullDisk {
     /// The error as a full-disk failure, or nil when it is something else: a `.full` error, or an I/O
-    /// error without a known reason while a file of `database` stands at the file size limit.
+    /// error without a known reason while a file of `database` stands at the file size limit. Never for a
+    /// PostgreSQL database (a URL): the server's full disk is its own, and its message says so.
     static func failure(_ error: any Error, database: String) -> RotaError? {
-        guard let error = error as? RotaError else { return nil }
+        guard let error = error as? RotaError, !PostgresTaskStore.Configuration.isURL(database) else { return nil }
         if error.code == .full { return error }
         if let underlying = error.underlying as? SQLiteError, underlying.code == 10 /* SQLITE_IOERR */, underlying.systemErrno == 0,
            fileAtSizeLimit(database: database) != nil {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota list`: tasks, newest first, filtered.
 struct ListCommand: AsyncParsableCommand {
@@ -59,13 +58,12 @@ struct ListCommand: AsyncParsableCommand {
         if all, let limit, limit != 0 { throw CLIError.usage("--all and --limit \(limit) contradict each other") }
         let terminal = Terminal.current
         let wanted: Int? = all || limit == 0 ? nil : (limit ?? (terminal.isTTY ? terminal.screenful : 50))
-        let store = try global.openForReading()
         let now = Date()
         let filter = TaskFilter(
             states: states, queue: queue, name: name, batch: batch, schedule: schedule,
             createdSince: sinceMillis.map { Date(unixMillis: now.unixMillis - $0) },
             limit: wanted.map { $0 == Int.max ? $0 : $0 + 1 } ?? Int.max, beforeID: before)
-        var tasks = try await store.list(filter)
+        var tasks = try await global.withStore(.readOnly) { try await $0.list(filter) }
         var more = false
         if let wanted, tasks.count > wanted {
             tasks.removeLast(tasks.count - wanted)

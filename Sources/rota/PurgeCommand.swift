@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota purge`: deletes old finished tasks and their attempts.
 struct PurgeCommand: AsyncParsableCommand {
@@ -35,9 +34,8 @@ struct PurgeCommand: AsyncParsableCommand {
         if let bad = states.first(where: { !$0.isTerminal }) {
             throw CLIError.usage("--state: \(bad) tasks are never purged; only succeeded, dead or cancelled")
         }
-        let store = try global.openForWriting()
         let cutoff = Date(unixMillis: Date().unixMillis - age)
-        let count = try await store.purge(olderThan: cutoff, states: states)
+        let count = try await global.withStore(.existing, quickCheck: false) { try await $0.purge(olderThan: cutoff, states: states) }
         if output.json {
             printJSON(.object([
                 ("purged", .int(count)),

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota retry`: makes dead or cancelled tasks scheduled again, due now.
 struct RetryCommand: AsyncParsableCommand {
@@ -44,8 +43,9 @@ struct RetryCommand: AsyncParsableCommand {
             guard states.count == 1, let only = states.first, only == .dead || only == .cancelled else {
                 throw CLIError.usage("--state: only dead or cancelled tasks can be retried, not \(state)")
             }
-            let store = try global.openForWriting()
-            let count = try await store.retryAll(state: only, queue: queue, now: Date())
+            let count = try await global.withStore(.existing, quickCheck: false) {
+                try await $0.retryAll(state: only, queue: queue, now: Date())
+            }
             if output.json {
                 printJSON(.object([("retried", .int(count)), ("state", .string(only.rawValue)), ("queue", .string(queue))]))
             } else {
@@ -55,8 +55,7 @@ struct RetryCommand: AsyncParsableCommand {
         }
         if queue != nil { throw CLIError.usage("--queue goes with --state (rota retry --state dead --queue Q)") }
         guard !ids.isEmpty else { throw CLIError.usage("give task ids, or --state dead [--queue Q]") }
-        let store = try global.openForWriting()
-        let outcomes = try await store.retry(ids, now: Date())
+        let outcomes = try await global.withStore(.existing, quickCheck: false) { try await $0.retry(ids, now: Date()) }
         var refused = 0
         var results: [JSON] = []
         for id in ids {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaPostgresStore
 import RotaSQLiteStore
 
 /// The `rota` command: runs a scheduler and administers any Rota database.
@@ -8,11 +9,14 @@ import RotaSQLiteStore
 struct RotaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rota",
-        abstract: "A task scheduler: tasks, cron schedules, batches in one SQLite file.",
+        abstract: "A task scheduler: tasks, cron schedules, batches in one SQLite file or a PostgreSQL database.",
         discussion: """
-            Every command takes --db PATH (env ROTA_DB, default ./rota.db). Query
+            Every command takes --db PATH (env ROTA_DB, default ./rota.db): a SQLite
+            file, or a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE (also
+            postgresql://; a unix socket directory as ?host=/run/postgresql; more
+            options: sslmode, schema, application_name, listen, max_connections). Query
             commands open the database read-only and never create it; enqueue and
-            migrate create it.
+            migrate create it (on PostgreSQL: Rota's tables, in an existing database).
             Durations: 90s, 15m, 2h, 7d, 1h30m.
             Instants: ISO-8601 with a zone (2026-12-01T06:00:00Z).
             Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (the reason
@@ -137,12 +141,19 @@ extension BatchCommand.Cancel: WritingCommand {}
 
 /// Options every command shares.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The database file (env ROTA_DB).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp(
+        "The database file, or a PostgreSQL URL postgres://USER@HOST:PORT/DATABASE (env ROTA_DB).", valueName: "path"))
     var db: String = ProcessInfo.processInfo.environment["ROTA_DB"] ?? "./rota.db"
 
-    /// Opens the store. Queries use `.readOnly` or `.existing` so a missing database is reported, not created.
+    /// Opens the SQLite store, for what only SQLite has (`rota _dev`, the file checks of `rota check`); every
+    /// other command opens any store through ``withStore(_:durability:quickCheck:_:)``. Queries use
+    /// `.readOnly` or `.existing` so a missing database is reported, not created.
+    /// - Throws: ``CLIError/usage(_:)`` when `--db` is a PostgreSQL URL.
     func openStore(_ access: SQLiteTaskStore.Access, durability: Durability = .full, quickCheck: Bool? = nil) throws -> SQLiteTaskStore {
-        try SQLiteTaskStore(path: db, configuration: .init(
+        if isPostgres {
+            throw CLIError.usage("--db \(displayName): this command works on a SQLite database file only, not on PostgreSQL")
+        }
+        return try SQLiteTaskStore(path: db, configuration: .init(
             access: access, durability: durability, quickCheck: quickCheck ?? (access != .readOnly)))
     }
 }
@@ -152,15 +163,27 @@ struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Create the database, or apply the migrations it lacks.",
-        discussion: "Example: rota migrate --db /var/lib/rota/rota.db"
+        discussion: """
+            On PostgreSQL, creates Rota's tables (prefixed rota_) in an existing database, in
+            the schema the URL's schema= option names (created when missing).
+
+            Examples:
+              rota migrate --db /var/lib/rota/rota.db
+              rota migrate --db postgres://rota@db.internal/rota
+              rota migrate --db 'postgresql://rota@/rota?host=/run/postgresql&schema=jobs'
+            """
     )
 
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let store = try global.openStore(.create)
-        let version = try store.schemaVersion()
-        print("\(global.db): schema version \(version.applied) (this binary knows \(version.known))")
+        let version: (applied: Int, known: Int)
+        if global.isPostgres {
+            version = try await global.withPostgres(.migrate) { try await $0.schemaVersion() }
+        } else {
+            version = try global.openStore(.create).schemaVersion()
+        }
+        print("\(global.displayName): schema version \(version.applied) (this binary knows \(version.known))")
     }
 }
 

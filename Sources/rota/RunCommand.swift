@@ -22,9 +22,15 @@ struct RunCommand: AsyncParsableCommand {
             back (run again at once on the next start); a second signal ends the grace at
             once. Exits 0 after a drain.
 
+            On PostgreSQL (--db postgres://...), any number of `rota run` processes on
+            any hosts share the queue; --durability is SQLite's setting (every commit on
+            PostgreSQL is as durable as the server's synchronous_commit, which Rota asks
+            to be on).
+
             Examples:
               rota run --db /var/lib/rota/rota.db --concurrency 4
               rota run --until-empty --queue default --queue maintenance
+              rota run --db postgres://rota@db.internal/rota --schedules /etc/rota/schedules
             """
     )
 
@@ -46,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("queue"), help: ArgumentHelp("A queue to serve (repeatable; default: default and the queues of the loaded schedules).", valueName: "name"))
     var queues: [String] = []
 
-    @Option(name: .long, help: "full: every commit survives power loss; normal: faster, survives a process crash.")
+    @Option(name: .long, help: "SQLite only. full: every commit survives power loss; normal: faster, survives a process crash.")
     var durability: DurabilityOption = .full
 
     @Option(name: .long, parsing: .unconditional, help: "Seconds running tasks get to finish after SIGTERM/SIGINT.")
@@ -75,6 +81,12 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if global.isPostgres, durability != .full {
+            throw CLIError.usage("""
+                --durability \(durability.rawValue) is SQLite's setting; on PostgreSQL a commit is as durable as the \
+                server's synchronous_commit makes it (Rota sets it on): drop --durability
+                """)
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .notice
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -86,7 +98,13 @@ struct RunCommand: AsyncParsableCommand {
             let loaded = ScheduleLoading.load(directory: directory)
             if !loaded.isValid { throw scheduleErrors(loaded.errors, directory: directory) }
         }
-        let store = try global.openStore(.create, durability: durability == .full ? .full : .normal)
+        try await global.withStore(.create, durability: durability == .full ? .full : .normal) { store in
+            try await run(on: store)
+        }
+    }
+
+    /// Runs the scheduler (and the schedules) on `store` until it is stopped, or empty with `--until-empty`.
+    private func run(on store: any TaskStore) async throws {
         var cron: ScheduleService?
         if let schedules { cron = try await loadSchedules(from: schedules, store: store) }
         // Without --queue: `default`, and every queue the loaded schedules enqueue into.

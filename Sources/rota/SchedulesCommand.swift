@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
+import RotaPostgresStore
 
 /// `rota schedules`: what is scheduled (from the database, or from schedule files), and `rota schedules check`.
 struct SchedulesCommand: AsyncParsableCommand {
@@ -65,11 +65,11 @@ struct SchedulesListCommand: AsyncParsableCommand {
             let loaded = ScheduleLoading.load(directory: schedules)
             try cronCLIReport(loaded)
             var stored: [String: ScheduleRecord] = [:]
-            if FileManager.default.fileExists(atPath: global.db) {
-                let store = try global.openStore(.readOnly)
-                stored = Dictionary(try await store.schedules().map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
+            if try await databaseExists() {
+                let records = try await global.withStore(.readOnly) { try await $0.schedules() }
+                stored = Dictionary(records.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
             } else {
-                printError("no database at \(global.db): showing the files' schedules, next fires computed from now")
+                printError("no database at \(global.displayName): showing the files' schedules, next fires computed from now")
             }
             for spec in loaded.specs {
                 let record = stored[spec.name]
@@ -80,8 +80,7 @@ struct SchedulesListCommand: AsyncParsableCommand {
                                                last: record?.lastFireAt))
             }
         } else {
-            let store = try global.openStore(.readOnly)
-            rows = try await store.schedules().map {
+            rows = try await global.withStore(.readOnly) { try await $0.schedules() }.map {
                 CronCLIScheduleRow(spec: $0.spec, active: $0.active, stored: true, next: $0.active ? $0.nextFireAt : nil,
                                    last: $0.lastFireAt)
             }
@@ -91,7 +90,7 @@ struct SchedulesListCommand: AsyncParsableCommand {
             return
         }
         if rows.isEmpty {
-            printError(schedules == nil ? "no schedules in \(global.db)" : "no schedules in \(schedules!)")
+            printError(schedules == nil ? "no schedules in \(global.displayName)" : "no schedules in \(schedules!)")
             return
         }
         let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "ACTIVE", "RUNS"]
@@ -100,6 +99,21 @@ struct SchedulesListCommand: AsyncParsableCommand {
              row.spec.expression, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
+    }
+
+    /// Whether there is a database to read stored schedules from: the file exists (SQLite), or Rota's tables
+    /// were created in the schema (PostgreSQL; a server that cannot be reached is an error).
+    private func databaseExists() async throws -> Bool {
+        guard global.isPostgres else { return FileManager.default.fileExists(atPath: global.db) }
+        let store = try await global.openPostgres(.readOnly, checkSchema: false)
+        do {
+            let status = try await store.schemaStatus()
+            await store.close()
+            return status.applied > 0
+        } catch {
+            await store.close()
+            throw error
+        }
     }
 }
 

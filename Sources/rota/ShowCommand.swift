@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota show ID`: one task with its payload, every attempt and its result.
 struct ShowCommand: AsyncParsableCommand {
@@ -25,11 +24,12 @@ struct ShowCommand: AsyncParsableCommand {
     var id: Int64
 
     func run() async throws {
-        let store = try global.openForReading()
-        guard let task = try await store.task(id) else {
-            throw CLIError.failure("no task \(id) in \(global.db)")
+        let (found, attempts) = try await global.withStore(.readOnly) { store in
+            (try await store.task(id), try await store.attempts(of: id))
         }
-        let attempts = try await store.attempts(of: id)
+        guard let task = found else {
+            throw CLIError.failure("no task \(id) in \(global.displayName)")
+        }
         let now = Date()
         if output.json {
             guard case .object(var fields) = task.json else { return }

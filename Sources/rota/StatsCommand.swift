@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota stats`: counts per state and queue, the oldest due task, throughput, workers.
 struct StatsCommand: AsyncParsableCommand {
@@ -23,12 +22,11 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let store = try global.openForReading()
         let now = Date()
-        let stats = try await store.stats(now: now)
-        let workers = try await store.workers()
+        let (stats, workers, unserved) = try await global.withStore(.readOnly) { store in
+            (try await store.stats(now: now), try await store.workers(), try await store.unhandledTasks(now: now, batch: nil))
+        }
         let live = workers.filter { $0.isLive(now: now) }
-        let unserved = try await store.unhandledTasks(now: now)
         // Names no live worker handles in any queue: their groups, summed per name.
         let unhandled = Dictionary(unserved.filter { !$0.nameHandledElsewhere }.map { ($0.name, $0.scheduled) }, uniquingKeysWith: +)
             .sorted { $0.key < $1.key }

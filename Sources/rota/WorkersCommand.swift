@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Rota
-import RotaSQLiteStore
 
 /// `rota workers`: live and dead workers with their last heartbeat.
 struct WorkersCommand: AsyncParsableCommand {
@@ -27,9 +26,8 @@ struct WorkersCommand: AsyncParsableCommand {
     var live = false
 
     func run() async throws {
-        let store = try global.openForReading()
         let now = Date()
-        var workers = try await store.workers()
+        var workers = try await global.withStore(.readOnly) { try await $0.workers() }
         if live { workers = workers.filter { $0.isLive(now: now) } }
         if output.json {
             printJSON(.array(workers.map { $0.json(now: now) }))
