@@ -101,8 +101,11 @@ enum PostgresMigrator {
                         migrations: [PostgresMigration], logger: Logger) async throws {
         try await client.withConnection { connection in
             let place = configuration.displayName
-            if configuration.access == .migrate, let schema = configuration.schema {
-                // Two processes creating it at once: the loser's error is harmless, the schema exists.
+            if configuration.access == .migrate, let schema = configuration.schema,
+               try await connection.rows("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema], logger, { try $0.int(0) }).isEmpty {
+                // Only when it is missing: CREATE SCHEMA needs the CREATE privilege on the database, which a
+                // user of an existing schema may not have. Two processes creating it at once: the loser's error
+                // is harmless, the schema exists.
                 do {
                     try await connection.run(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(PostgresTaskStore.Configuration.quotedIdentifier(schema))"), logger)
                 } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" || error.serverInfo?[.sqlState] == "42P06" {

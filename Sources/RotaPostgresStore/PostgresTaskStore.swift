@@ -67,6 +67,9 @@ public final class PostgresTaskStore: TaskStore, Sendable {
     public static func connect(_ configuration: Configuration) async throws -> PostgresTaskStore {
         let store = PostgresTaskStore(configuration)
         do {
+            // An unreachable server, a refused login or a missing database is told at once, with its reason
+            // (the pool would fail the schema check only when its circuit breaker trips, a minute later).
+            try await store.checkConnection()
             try await store.ready.value
         } catch {
             await store.close()

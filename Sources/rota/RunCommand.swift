@@ -64,6 +64,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Milliseconds between looks for other processes' commits (cheap; a commit starts a claim at once). 0: poll only.")
     var watchMs: Int = 5
 
+    @Option(name: .long, parsing: .unconditional, help: """
+        Seconds a running task's lease lasts without a heartbeat: how long before the tasks of a scheduler that         died (or was cut off from the database) run elsewhere. Heartbeats and lease recovery run at a quarter of it         (at most every 10 and 15 s).
+        """)
+    var leaseSeconds: Double = 60
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
 
@@ -72,6 +77,7 @@ struct RunCommand: AsyncParsableCommand {
         if grace < 0 { throw ValidationError("--grace must be 0 or more, got \(grace)") }
         if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more, got \(pollMs)") }
         if watchMs < 0 { throw ValidationError("--watch-ms must be 0 (off) or more, got \(watchMs)") }
+        if !(leaseSeconds >= 1) { throw ValidationError("--lease-seconds must be 1 or more, got \(leaseSeconds)") }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")
         }
@@ -118,6 +124,10 @@ struct RunCommand: AsyncParsableCommand {
             shutdownGrace: .milliseconds(Int64(grace * 1000)),
             untilEmpty: untilEmpty)
         configuration.threadPoolSize = 1
+        let lease = Duration.milliseconds(Int64(leaseSeconds * 1000))
+        configuration.leaseDuration = lease
+        configuration.heartbeatInterval = min(configuration.heartbeatInterval, lease / 4)
+        configuration.recoveryInterval = min(configuration.recoveryInterval, lease / 4)
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
         cron?.onFire { _ in scheduler.wake() }  // the store's own commits: nothing else tells the scheduler
