@@ -92,6 +92,8 @@ let package = Package(
                 "RotaSQLite",
                 "RotaCron",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // `rota bench --db postgres://...` drops the schemas it made (the store has no method for it).
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

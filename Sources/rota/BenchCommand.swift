@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaPostgresStore
 import RotaSQLiteStore
 
 /// `rota bench`: measures Rota on this machine and prints one `key=value` line per figure.
@@ -11,11 +12,15 @@ struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Rates are per second, latencies in milliseconds. Plain `rota bench` measures
             with synchronous=NORMAL, then the same with FULL (keys with a _full suffix).
-            Runs in a temporary directory unless --dir is given.
+            Runs in a temporary directory unless --dir is given; with --db postgres://...,
+            on that PostgreSQL database instead, each measurement in a new schema
+            (rota_bench_*, dropped at its end), with the same keys (no _full keys: every
+            PostgreSQL commit is durable) and e2e_noop_3sched.
             Groups: enqueue, e2e, dispatch, cli, idle, backlog.
               enqueue_one, enqueue_bulk   one task per call (durable on return); 1,000
               e2e_noop, e2e_noop_2sched   a backlog of no-op tasks run to `succeeded`
                                           (async executor), by one scheduler and by two
+              e2e_noop_3sched             (PostgreSQL) by three, each with its own pool
               dispatch_p50_ms, _p99_ms    in-process enqueue of a due task to its start
               cli_dispatch_p50_ms, _p99   `rota enqueue` in another process to its start
               idle_cpu_pct                CPU of an idle `rota run` (empty database, other
@@ -28,6 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
               rota bench --quick          # a short run, for CI
               rota bench --backlog 200000 --only backlog
               rota bench --only idle,cli  # idle CPU and cross-process latency
+              rota bench --db 'postgres://postgres@/rota?host=/run/postgresql'
             """
     )
 
@@ -52,11 +58,24 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Poll interval of the scheduler in the CLI dispatch figure, in ms (the scheduler's default: 50).")
     var pollMs: Int = 50
 
+    @Option(help: ArgumentHelp(
+        "Measure on this PostgreSQL database (postgres://USER@HOST/DATABASE?OPTIONS), each group in a new schema.",
+        valueName: "url"))
+    var db: String?
+
     @Option(help: .hidden)
     var rssChild: String?
 
     @Option(help: .hidden)
     var rssWork: Int = 100_000
+
+    /// A PostgreSQL URL: enqueue one `cli.ping` there, print its id (the CLI figure's other process).
+    @Option(help: .hidden)
+    var enqueueChild: String?
+
+    /// A PostgreSQL URL: serve it as `rota run` would, until SIGTERM (the idle figure's process).
+    @Option(help: .hidden)
+    var serveChild: String?
 
     func validate() throws {
         if concurrency < 1 { throw ValidationError("--concurrency must be 1 or more") }
@@ -67,6 +86,12 @@ struct BenchCommand: AsyncParsableCommand {
         if let bad = (only ?? "").split(separator: ",").map(String.init).first(where: { !known.contains($0) }) {
             throw ValidationError("--only: unknown group '\(bad)' (enqueue, e2e, dispatch, cli, idle, backlog)")
         }
+        if let db {
+            if !PostgresTaskStore.Configuration.isURL(db) {
+                throw ValidationError("--db takes a PostgreSQL URL (postgres://USER@HOST/DATABASE); SQLite runs in --dir")
+            }
+            do { _ = try PostgresTaskStore.Configuration(url: db) } catch { throw ValidationError("--db: \(error)") }
+        }
     }
 
     func run() async throws {
@@ -74,9 +99,25 @@ struct BenchCommand: AsyncParsableCommand {
             try await SchedulerBench.rssChild(path: rssChild, work: rssWork, concurrency: concurrency)
             return
         }
+        if let enqueueChild {
+            try await PostgresBench.enqueueChild(url: enqueueChild)
+            return
+        }
+        if let serveChild {
+            try await PostgresBench.serveChild(url: serveChild)
+            return
+        }
+        let groups = Set((only ?? "enqueue,e2e,dispatch,cli,idle,backlog").split(separator: ",").map { String($0) })
+        if let db {
+            try await PostgresBench.run(url: db, groups: groups, quick: quick, tasks: tasks, backlog: backlog,
+                                        concurrency: concurrency, pollInterval: .milliseconds(pollMs)) { key, value in
+                print("\(key)=\(value)")
+                fflush(nil)
+            }
+            return
+        }
         let directory = try dir ?? makeTemporaryDirectory()
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: directory) } }
-        let groups = Set((only ?? "enqueue,e2e,dispatch,cli,idle,backlog").split(separator: ",").map { String($0) })
         let scale = quick ? 10 : 1
         let e2eTasks = tasks ?? 100_000 / scale
         func emit(_ key: String, _ value: String) {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Rota
+import RotaPostgresStore
 import RotaSQLiteStore
 import Synchronization
 
@@ -63,10 +64,23 @@ enum SchedulerBench {
                 done += n
             }
         }
+        let stores = try (0..<schedulers).map { _ in
+            try SQLiteTaskStore(path: path, configuration: .init(access: .existing, durability: durability, quickCheck: false))
+        }
+        let result = try await timedRun(stores: stores, count: count, concurrency: concurrency, timeout: timeout)
+        let check = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, quickCheck: false))
+        try await verifySucceeded(check, count: count)
+        return result
+    }
+
+    /// Times one scheduler per store (queue `default`, `concurrency` slots, no-op handlers) from start until
+    /// `count` handlers have started and every scheduler has drained (its completions committed).
+    static func timedRun(stores: [any TaskStore], count: Int, concurrency: Int,
+                         timeout: Duration) async throws -> (rate: Double, cpuMicrosPerTask: Double) {
+        let schedulers = stores.count
         let finish = Finish(target: count)
         var list: [Scheduler] = []
-        for _ in 0..<schedulers {
-            let store = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, durability: durability, quickCheck: false))
+        for store in stores {
             let scheduler = Scheduler(store: store, configuration: .init(queues: ["default": concurrency]), logger: logger)
             try scheduler.register("noop") { (_: Empty, _) in
                 finish.handlerStarted()
@@ -92,14 +106,12 @@ enum SchedulerBench {
         if finish.timedOut.load(ordering: .relaxed) {
             throw Failure("end to end (\(schedulers) scheduler(s)): only \(finish.started) of \(count) tasks started within \(timeout)")
         }
-        let check = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, quickCheck: false))
-        try await verifySucceeded(check, count: count)
         return (Double(count) / (milliseconds(elapsed) / 1000), cpu / Double(count) * 1e6)
     }
 
     /// Checks that `count` tasks are `succeeded`, and that task ids 1...count each have one succeeded
     /// attempt row (every one in full runs up to 200,000 tasks; a spread sample beyond).
-    static func verifySucceeded(_ store: SQLiteTaskStore, count: Int) async throws {
+    static func verifySucceeded(_ store: any TaskStore, count: Int) async throws {
         let stats = try await store.stats(now: Date())
         let succeeded = stats.states[.succeeded] ?? 0
         guard succeeded == count, stats.states.values.reduce(0, +) == count else {
@@ -119,7 +131,12 @@ enum SchedulerBench {
     /// scheduler is idle each time. Returns milliseconds.
     static func dispatchLatency(path: String, samples: Int, durability: Durability) async throws -> [Double] {
         removeDatabase(path)
-        let store = try SQLiteTaskStore(path: path, configuration: .init(durability: durability))
+        return try await dispatchLatency(store: SQLiteTaskStore(path: path, configuration: .init(durability: durability)),
+                                         samples: samples)
+    }
+
+    /// In-process dispatch latency on `store` (see ``dispatchLatency(path:samples:durability:)``), ms.
+    static func dispatchLatency(store: any TaskStore, samples: Int) async throws -> [Double] {
         let scheduler = Scheduler(store: store, logger: logger)
         let (starts, continuation) = AsyncStream<ContinuousClock.Instant>.makeStream()
         try scheduler.register("ping") { (_: Empty, _) in
@@ -148,8 +165,18 @@ enum SchedulerBench {
     /// enqueuing process just before its commit) to its handler's start here. Returns milliseconds.
     static func cliDispatchLatency(path: String, samples: Int, binary: String, pollInterval: Duration) async throws -> [Double] {
         removeDatabase(path)
-        let store = try SQLiteTaskStore(path: path, configuration: .init(durability: .normal))
-        let scheduler = Scheduler(store: store, configuration: .init(pollInterval: pollInterval), logger: logger)
+        return try await cliDispatchLatency(store: SQLiteTaskStore(path: path, configuration: .init(durability: .normal)),
+                                            samples: samples, configuration: .init(pollInterval: pollInterval)) {
+            try await runProcess(binary, ["enqueue", "cli.ping", "--db", path])
+        }
+    }
+
+    /// Dispatch latency from another process on `store`: a scheduler with `configuration` in this process;
+    /// each sample runs `enqueue` (which starts a process that enqueues one `cli.ping` and prints its id),
+    /// and the latency is from the task's `created_at` to its handler's start here. Milliseconds.
+    static func cliDispatchLatency(store: any TaskStore, samples: Int, configuration: Scheduler.Configuration,
+                                   enqueue: () async throws -> String) async throws -> [Double] {
+        let scheduler = Scheduler(store: store, configuration: configuration, logger: logger)
         let startedAt = Mutex<[TaskID: Date]>([:])
         try scheduler.register("cli.ping") { (_: Empty, context) in
             let now = Date()
@@ -162,9 +189,9 @@ enum SchedulerBench {
         for _ in 0..<samples {
             // A random phase against the scheduler's poll.
             try await Task.sleep(for: .milliseconds(Int.random(in: 0..<60)))
-            let output = try await runProcess(binary, ["enqueue", "cli.ping", "--db", path])
+            let output = try await enqueue()
             guard let id = TaskID(output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw Failure("cli dispatch: `rota enqueue` printed \(output.debugDescription), not a task id")
+                throw Failure("cli dispatch: the enqueuing process printed \(output.debugDescription), not a task id")
             }
             ids.append(id)
             let deadline = ContinuousClock.now + .seconds(10)
@@ -190,21 +217,37 @@ enum SchedulerBench {
     /// Returns the percentage of one core. Stops the process with SIGTERM afterwards.
     static func idleCPU(path: String, binary: String, settle: Duration, window: Duration) async throws -> Double {
         removeDatabase(path)
+        // Started: the database and its WAL exist once the scheduler has opened and migrated it.
+        return try await idleCPU(arguments: ["run", "--db", path, "--log-level", "warning"], binary: binary, quietStart: false,
+                                 settle: settle, window: window) { _ in FileManager.default.fileExists(atPath: path + "-wal") }
+    }
+
+    /// The process of ``idleCPU(arguments:binary:quietStart:settle:window:ready:)`` exited before it was ready.
+    struct ExitedAtStart: Error, CustomStringConvertible {
+        var status: Int32
+        var description: String { "idle cpu: the scheduler process exited with \(status) at start" }
+    }
+
+    /// Idle CPU of `binary ARGUMENTS` (a scheduler process): once `ready(pid)` (polled every 10 ms, for up to
+    /// 60 s) and `settle` more, its CPU time over `window`, as a percentage of one core; then SIGTERM, after
+    /// which it must exit 0. Its standard error goes to this process's, or nowhere with `quietStart`.
+    /// - Throws: ``ExitedAtStart`` when it exits before it is ready.
+    static func idleCPU(arguments: [String], binary: String, quietStart: Bool, settle: Duration, window: Duration,
+                        ready: (Int32) async -> Bool) async throws -> Double {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--db", path, "--log-level", "warning"]
+        process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.standardError
+        process.standardError = quietStart ? FileHandle.nullDevice : FileHandle.standardError
         let (exits, exited) = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { exited.yield($0.terminationStatus); exited.finish() }
         try process.run()
         defer { if process.isRunning { process.terminate() } }
         let pid = process.processIdentifier
-        // Started: the database and its WAL exist once the scheduler has opened and migrated it.
         let deadline = ContinuousClock.now + .seconds(60)
-        while !FileManager.default.fileExists(atPath: path + "-wal") {
-            if !process.isRunning { throw Failure("idle cpu: `rota run` exited with \(process.terminationStatus) at start") }
-            if ContinuousClock.now > deadline { throw Failure("idle cpu: `rota run` did not open \(path) within 60 s") }
+        while await !ready(pid) {
+            if !process.isRunning { throw ExitedAtStart(status: process.terminationStatus) }
+            if ContinuousClock.now > deadline { throw Failure("idle cpu: `\(arguments.prefix(3).joined(separator: " "))` was not ready within 60 s") }
             try await Task.sleep(for: .milliseconds(10))
         }
         try await Task.sleep(for: settle)
@@ -213,11 +256,11 @@ enum SchedulerBench {
         try await Task.sleep(for: window)
         guard let after = cpuSeconds(of: pid) else { throw Failure("idle cpu: process \(pid) went away during the window") }
         let elapsed = milliseconds(ContinuousClock.now - start) / 1000
-        guard process.isRunning else { throw Failure("idle cpu: `rota run` exited during the window") }
+        guard process.isRunning else { throw Failure("idle cpu: the scheduler process exited during the window") }
         process.terminate()
         var iterator = exits.makeAsyncIterator()
         let status = await iterator.next()
-        if status != 0 { throw Failure("idle cpu: `rota run` exited with \(status.map(String.init) ?? "?") after SIGTERM") }
+        if status != 0 { throw Failure("idle cpu: the scheduler process exited with \(status.map(String.init) ?? "?") after SIGTERM") }
         return (after - before) / elapsed * 100
     }
 
@@ -239,13 +282,17 @@ enum SchedulerBench {
     }
 
     /// Runs `binary` with `arguments` and returns its stdout; throws when it exits non-zero.
-    static func runProcess(_ binary: String, _ arguments: [String]) async throws -> String {
+    /// With `quiet`, its standard error goes nowhere (else to this process's); `directory` is its working
+    /// directory (default: this process's).
+    static func runProcess(_ binary: String, _ arguments: [String], quiet: Bool = false,
+                           directory: String? = nil) async throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
+        process.standardError = quiet ? FileHandle.nullDevice : FileHandle.standardError
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
             do { try process.run() } catch { continuation.resume(throwing: error) }
@@ -257,9 +304,16 @@ enum SchedulerBench {
     }
 
     /// In a child process (`rota bench --rss-child DB`): a scheduler works `work` tasks of the backlog in
-    /// DB; prints its rate and the process's peak RSS.
+    /// DB (a SQLite file, or a PostgreSQL URL naming the schema); prints its rate and the process's peak RSS.
     static func rssChild(path: String, work: Int, concurrency: Int) async throws {
-        let store = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, durability: .normal, quickCheck: false))
+        let store: any TaskStore
+        var postgres: PostgresTaskStore?
+        if PostgresTaskStore.Configuration.isURL(path) {
+            postgres = try await PostgresTaskStore.connect(url: path, access: .existing)
+            store = postgres!
+        } else {
+            store = try SQLiteTaskStore(path: path, configuration: .init(access: .existing, durability: .normal, quickCheck: false))
+        }
         let finish = Finish(target: work)
         let scheduler = Scheduler(store: store, configuration: .init(queues: ["default": concurrency]), logger: logger)
         try scheduler.register("noop") { (_: Empty, _) in
@@ -273,6 +327,7 @@ enum SchedulerBench {
         print("backlog_e2e=\(String(format: "%.0f", Double(work) / seconds))")
         print("peak_rss_mib=\(String(format: "%.1f", Double(peakRSSKiB() ?? 0) / 1024))")
         fflush(nil)
+        await postgres?.close()
     }
 
     /// User plus system CPU time of this process so far, in seconds (all threads).

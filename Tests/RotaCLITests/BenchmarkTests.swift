@@ -53,3 +53,35 @@ struct BenchmarkTests {
         }
     }
 }
+
+/// `rota bench --db postgres://...` in quick mode on the server `ROTA_TEST_POSTGRES_URL` names (scripts/test
+/// starts a throwaway one): every group runs in schemas of its own, prints the keys of the SQLite run (plus
+/// e2e_noop_3sched) and drops its schemas. It checks the keys and that the figures are numbers, never a
+/// figure's size (the machines are shared and noisy).
+@Suite("benchmark on PostgreSQL")
+struct PostgresBenchmarkTests {
+    static let url = ProcessInfo.processInfo.environment["ROTA_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+
+    @Test(.enabled(if: url != nil, "needs a PostgreSQL server: ROTA_TEST_POSTGRES_URL (scripts/test starts one)"))
+    func quickRunPrintsTheKeys() async throws {
+        let url = try #require(Self.url)
+        // Small counts: the keys are what is checked, and the test build is a debug build.
+        let result = try await Rota.run(["bench", "--db", url, "--quick", "--tasks", "1000", "--backlog", "5000"],
+                                        timeout: .seconds(600))
+        #expect(result.status == 0, "\(result)")
+        var values: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+        }
+        let numeric = ["enqueue_one", "enqueue_bulk", "e2e_noop", "e2e_cpu_us_per_task", "e2e_noop_2sched", "e2e_noop_3sched",
+                       "dispatch_p50_ms", "dispatch_p99_ms", "dispatch_max_ms",
+                       "cli_dispatch_p50_ms", "cli_dispatch_p99_ms", "cli_dispatch_max_ms", "cli_dispatch_samples",
+                       "idle_cpu_pct", "claim_empty", "claim_backlog", "backlog_claim_ratio", "backlog_e2e", "peak_rss_mib"]
+        for key in numeric {
+            #expect(values[key].flatMap(Double.init) != nil, "\(key) missing or not a number in:\n\(result.stdout)")
+        }
+        #expect(values["store"] == "postgres")
+        #expect(values.keys.allSatisfy { !$0.hasSuffix("_full") }, "no _full keys on PostgreSQL: \(values.keys.sorted())")
+    }
+}
