@@ -619,23 +619,14 @@ public final class MemoryTaskStore: TaskStore, ClaimTurnBlocking, Sendable {
             if groups.isEmpty { return [] }
             groups.sort { $0.queue != $1.queue ? Self.precedes($0.queue, $1.queue) : Self.precedes($0.name, $1.name) }
             let live = Self.workers(in: state).filter { $0.isLive(now: now) }
-            var unhandled: [UnhandledTasks] = []
-            for group in groups where !live.contains(where: { $0.queues.contains(group.queue) && $0.handles(group.name) }) {
-                unhandled.append(UnhandledTasks(queue: group.queue, name: group.name, scheduled: group.count,
-                                                nameHandledElsewhere: live.contains { $0.handles(group.name) }))
-            }
+            let unhandled = UnhandledTasks.among(groups.map { ($0.queue, $0.name, $0.count) }, live: live)
             guard let batch, !unhandled.isEmpty else { return unhandled }
             // The batch's own scheduled items per queue and name.
             var inBatch: [String: [String: Int]] = [:]
             for task in state.tasks.values where task.batchID == batch && task.state == .scheduled {
                 inBatch[task.queue, default: [:]][task.name, default: 0] += 1
             }
-            return unhandled.compactMap { group in
-                guard let count = inBatch[group.queue]?[group.name] else { return nil }
-                var group = group
-                group.scheduled = count
-                return group
-            }
+            return UnhandledTasks.counted(unhandled, inBatch: inBatch)
         }
     }
 }

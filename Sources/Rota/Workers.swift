@@ -50,4 +50,25 @@ public struct UnhandledTasks: Sendable, Equatable {
     public init(queue: String, name: String, scheduled: Int, nameHandledElsewhere: Bool) {
         self.queue = queue; self.name = name; self.scheduled = scheduled; self.nameHandledElsewhere = nameHandledElsewhere
     }
+
+    /// Of `groups` (scheduled tasks per queue and name, in the order given), those no `live` worker both
+    /// serves and handles: the rule every store's ``TaskStore/unhandledTasks(now:batch:)`` applies.
+    public static func among(_ groups: [(queue: String, name: String, scheduled: Int)], live: [WorkerRecord]) -> [UnhandledTasks] {
+        groups.compactMap { group in
+            if live.contains(where: { $0.queues.contains(group.queue) && $0.handles(group.name) }) { return nil }
+            return UnhandledTasks(queue: group.queue, name: group.name, scheduled: group.scheduled,
+                                  nameHandledElsewhere: live.contains { $0.handles(group.name) })
+        }
+    }
+
+    /// `groups` counted in one batch only (`inBatch[queue][name]`: its scheduled items); a group with none
+    /// there is left out.
+    public static func counted(_ groups: [UnhandledTasks], inBatch: [String: [String: Int]]) -> [UnhandledTasks] {
+        groups.compactMap { group in
+            guard let count = inBatch[group.queue]?[group.name] else { return nil }
+            var group = group
+            group.scheduled = count
+            return group
+        }
+    }
 }

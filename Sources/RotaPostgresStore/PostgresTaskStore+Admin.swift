@@ -365,11 +365,7 @@ extension PostgresTaskStore {
                 """, logger) { (try $0.string(0), try $0.string(1), try $0.int(2)) }
             if groups.isEmpty { return [] }
             let live = try await Self.workers(connection, logger).filter { $0.isLive(now: now) }
-            var unhandled: [UnhandledTasks] = []
-            for (queue, name, count) in groups where !live.contains(where: { $0.queues.contains(queue) && $0.handles(name) }) {
-                unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
-                                                nameHandledElsewhere: live.contains { $0.handles(name) }))
-            }
+            let unhandled = UnhandledTasks.among(groups, live: live)
             guard let batch, !unhandled.isEmpty else { return unhandled }
             var inBatch: [String: [String: Int]] = [:]
             for (queue, name, count) in try await connection.rows("""
@@ -377,12 +373,7 @@ extension PostgresTaskStore {
                 """, logger, { (try $0.string(0), try $0.string(1), try $0.int(2)) }) {
                 inBatch[queue, default: [:]][name] = count
             }
-            return unhandled.compactMap { group in
-                guard let count = inBatch[group.queue]?[group.name] else { return nil }
-                var group = group
-                group.scheduled = count
-                return group
-            }
+            return UnhandledTasks.counted(unhandled, inBatch: inBatch)
         }
     }
 }

@@ -22,11 +22,7 @@ extension SQLiteTaskStore {
                         """, [], { ($0.string(0), $0.string(1), $0.int(2)) })
                     if groups.isEmpty { return [] }
                     let live = try Self.workers(db).filter { $0.isLive(now: now) }
-                    var unhandled: [UnhandledTasks] = []
-                    for (queue, name, count) in groups where !live.contains(where: { $0.queues.contains(queue) && $0.handles(name) }) {
-                        unhandled.append(UnhandledTasks(queue: queue, name: name, scheduled: count,
-                                                        nameHandledElsewhere: live.contains { $0.handles(name) }))
-                    }
+                    let unhandled = UnhandledTasks.among(groups, live: live)
                     guard let batch, !unhandled.isEmpty else { return unhandled }
                     // The batch's own scheduled items per queue and name: one pass over them.
                     var inBatch: [String: [String: Int]] = [:]
@@ -35,12 +31,7 @@ extension SQLiteTaskStore {
                         """, [.integer(batch)], { ($0.string(0), $0.string(1), $0.int(2)) }) {
                         inBatch[queue, default: [:]][name] = count
                     }
-                    return unhandled.compactMap { group in
-                        guard let count = inBatch[group.queue]?[group.name] else { return nil }
-                        var group = group
-                        group.scheduled = count
-                        return group
-                    }
+                    return UnhandledTasks.counted(unhandled, inBatch: inBatch)
                 }
             }
         }
