@@ -46,7 +46,8 @@ public final class PostgresTaskStore: TaskStore, Sendable {
     public init(_ configuration: Configuration) {
         self.configuration = configuration
         var logger = Logger(label: "rota.postgres")
-        logger.logLevel = .critical
+        // The pool's and the connections' own log (postgres-nio's), for diagnosis: ROTA_POSTGRES_LOG=debug.
+        logger.logLevel = ProcessInfo.processInfo.environment["ROTA_POSTGRES_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         self.logger = logger
         let client = PostgresClient(configuration: configuration.clientConfiguration(), backgroundLogger: logger)
         self.client = client
@@ -128,13 +129,13 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             attempt += 1
             do {
                 return try await client.withConnection { connection in
-                    try await connection.query(PostgresQuery(unsafeSQL: "BEGIN" + isolation), logger: logger)
+                    try await connection.run(PostgresQuery(unsafeSQL: "BEGIN" + isolation), logger)
                     do {
                         let value = try await body(connection)
-                        try await connection.query("COMMIT", logger: logger)
+                        try await connection.run("COMMIT", logger)
                         return value
                     } catch {
-                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        try? await connection.run("ROLLBACK", logger)
                         throw error
                     }
                 }
@@ -573,7 +574,7 @@ extension PostgresConnection {
     /// Runs `query` and maps every row.
     func rows<T>(_ query: PostgresQuery, _ logger: Logger, _ map: (PostgresRandomAccessRow) throws -> T) async throws -> [T] {
         var out: [T] = []
-        for try await row in try await self.query(query, logger: logger) {
+        for try await row in try await send(query, logger) {
             out.append(try map(row.makeRandomAccess()))
         }
         return out
@@ -589,7 +590,38 @@ extension PostgresConnection {
 
     /// Runs `query`, discarding its rows.
     func run(_ query: PostgresQuery, _ logger: Logger) async throws {
-        for try await _ in try await self.query(query, logger: logger) {}
+        for try await _ in try await send(query, logger) {}
+    }
+
+    /// `query(_:logger:)`, but never sent on a closed connection: it fails at once instead.
+    ///
+    /// postgres-nio 1.33 writes a query to its channel without a promise, so a query sent on a connection
+    /// the server has just closed (a restart, `pg_terminate_backend`) is dropped by the closed channel and
+    /// its caller waits forever (vapor/postgres-nio#487, reverted in #501). That wedged a scheduler for
+    /// good when the server restarted between two statements of its transaction. Checking ``isClosed``
+    /// and writing the query in one job on the connection's event loop, where the channel closes, leaves
+    /// no gap: an open channel takes the query, and its handler fails it if the connection then closes.
+    func send(_ query: PostgresQuery, _ logger: Logger) async throws -> PostgresRowSequence {
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) {
+            guard !isClosed else {
+                throw RotaError(.busy, "the connection to PostgreSQL closed (the server restarted or ended it); nothing was written, retry")
+            }
+            // No suspension before the write inside `query`: this runs on the event loop, in this job.
+            return try await self.query(query, logger: logger)
+        }
+    }
+}
+
+/// Runs a task's jobs on a NIO event loop (see ``PostgresConnection/send(_:_:)``).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        loop.execute { job.runSynchronously(on: executor) }
     }
 }
 

@@ -36,6 +36,25 @@ struct PostgresStoreTests {
         await other.close()
     }
 
+    /// postgres-nio drops a query written to a connection that has closed, and its caller would wait forever:
+    /// this wedged a scheduler when the server restarted between two statements of its transaction.
+    @Test func aStatementOnAConnectionTheServerEndedFailsAtOnceInsteadOfWaitingForever() async throws {
+        let store = try await PostgresTaskStore.connect(try configuration())
+        let other = try await PostgresTaskStore.connect(try configuration())
+        let logger = store.logger
+        try await store.client.withConnection { connection in
+            let pid = try #require(try await connection.rows("SELECT pg_backend_pid()", [], logger) { try $0.int(0) }.first)
+            let ended = try await other.read { try await $0.rows("SELECT pg_terminate_backend($1::int)", [pid], logger) { try $0.bool(0) } }
+            #expect(ended == [true])
+            try await connection.closeFuture.get()
+            await #expect(throws: RotaError.self) { try await connection.run("SELECT 1", logger) }
+        }
+        // The pool replaces the connection: the store carries on.
+        #expect(try await store.enqueue(TaskSpec(name: "after")).id > 0)
+        await store.close()
+        await other.close()
+    }
+
     @Test func aWatcherHearsItsOwnSchemaOnly() {
         #expect(PostgresTaskStore.isOurs(payload: "tenant_a/default", schema: "tenant_a"))
         #expect(!PostgresTaskStore.isOurs(payload: "tenant_ab/default", schema: "tenant_a"))
