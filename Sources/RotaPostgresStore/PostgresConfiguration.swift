@@ -13,7 +13,9 @@ extension PostgresTaskStore {
     /// Options: `host` (a socket directory, or a host name), `port`, `user`, `password`, `sslmode`
     /// (`disable`, `prefer` the default, `require`), `schema` (the PostgreSQL schema Rota's tables live in;
     /// created when missing), `application_name`, `listen` (`off` for PgBouncer in transaction mode: no
-    /// LISTEN/NOTIFY, polling only), `max_connections` (the pool's size, 8 by default).
+    /// LISTEN/NOTIFY, polling only), `max_connections` (the pool's size, 8 by default), `notify_interval_ms`
+    /// (the shortest time between two wake-ups this process sends for one queue, 20 by default; 0 sends one per
+    /// transaction).
     public struct Configuration: Sendable {
         /// How the store may use the database.
         public enum Access: Sendable {
@@ -51,6 +53,10 @@ extension PostgresTaskStore {
         public var maxConnections: Int
         /// The largest payload accepted at enqueue, in bytes (1 MiB by default).
         public var maxPayloadBytes: Int
+        /// The shortest time between two NOTIFYs this process sends for one queue (20 ms by default). A commit
+        /// inside it sends none itself; one trailing NOTIFY follows at the interval's end, after that commit.
+        /// Zero: every transaction that makes a task due notifies at its commit.
+        public var notifyInterval: Duration = .milliseconds(20)
 
         /// A configuration from its parts.
         public init(host: String? = nil, port: Int = 5432, socketDirectory: String? = nil, user: String = "postgres",
@@ -95,7 +101,7 @@ extension PostgresTaskStore {
                 options[item.name] = value
             }
             let known: Set = ["host", "port", "user", "password", "sslmode", "schema", "application_name", "listen",
-                              "max_connections", "dbname"]
+                              "max_connections", "dbname", "notify_interval_ms"]
             if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
                 throw RotaError(.invalidInput, field: "db", """
                     unknown option \(unknown) in \(Self.redacted(text)); known: \(known.sorted().joined(separator: ", "))
@@ -146,6 +152,13 @@ extension PostgresTaskStore {
                 }
                 maxConnections = number
             }
+            var notifyInterval = Duration.milliseconds(20)
+            if let value = options["notify_interval_ms"] {
+                guard let number = Int(value), number >= 0, number <= 60_000 else {
+                    throw RotaError(.invalidInput, field: "db", "notify_interval_ms=\(value) in \(Self.redacted(text)) is not a number of milliseconds from 0 to 60000")
+                }
+                notifyInterval = .milliseconds(number)
+            }
             let user = options["user"] ?? components.user?.removingPercentEncoding ?? components.user
                 ?? ProcessInfo.processInfo.environment["PGUSER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
             let password = options["password"] ?? components.password?.removingPercentEncoding ?? components.password
@@ -157,6 +170,7 @@ extension PostgresTaskStore {
                       database: database, schema: options["schema"], sslMode: sslMode,
                       applicationName: options["application_name"] ?? "rota", access: access, listen: listen,
                       maxConnections: maxConnections)
+            self.notifyInterval = notifyInterval
         }
 
         /// The URL without its password, for messages.

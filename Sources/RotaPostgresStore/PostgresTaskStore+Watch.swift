@@ -27,6 +27,74 @@ extension PostgresTaskStore {
     }
 }
 
+extension PostgresTaskStore {
+    /// Sends, after the commit of an enqueue that `notifyGate` held back, one NOTIFY per queue at the end of
+    /// its interval (unless one is already on its way: it leaves after this commit too).
+    func followNotify(_ queues: [String]) {
+        for (queue, at) in notifyGate.follow(queues) {
+            Task.detached { [self] in
+                try? await Task.sleep(until: at, clock: .continuous)
+                notifyGate.sent(queue)
+                // Best effort: a scheduler that misses it polls (and looks again after a LISTEN reconnect).
+                try? await read { [logger] connection in try await Self.notifyDue([queue], connection, logger) }
+            }
+        }
+    }
+}
+
+/// At most one NOTIFY per queue per interval from this process, and never none after a commit: a
+/// transaction inside a queue's interval sends none itself, and a trailing one follows at the interval's end
+/// (PostgreSQL serializes committing transactions that NOTIFY, so a burst of enqueues sends a few, not one
+/// each). Enqueues from separate processes (`rota enqueue`) each notify at once.
+final class NotifyGate: Sendable {
+    let interval: Duration
+    private struct Entry { var last: ContinuousClock.Instant; var trailing: Bool }
+    private let entries = Mutex<[String: Entry]>([:])
+
+    init(interval: Duration) { self.interval = interval }
+
+    /// Of the queues a transaction made tasks due in, those it notifies at its commit (`now`) and those it
+    /// leaves to a trailing NOTIFY (`later`: pass them to ``follow(_:)`` once it committed).
+    func split(_ queues: Set<String>) -> (now: [String], later: [String]) {
+        if interval == .zero || queues.isEmpty { return (Array(queues), []) }
+        let now = ContinuousClock.now
+        return entries.withLock { entries in
+            var result: (now: [String], later: [String]) = ([], [])
+            for queue in queues.sorted() {
+                if let entry = entries[queue], entry.trailing || now - entry.last < interval {
+                    result.later.append(queue)
+                } else {
+                    entries[queue] = Entry(last: now, trailing: false)
+                    result.now.append(queue)
+                }
+            }
+            return result
+        }
+    }
+
+    /// After a commit: the queues (of `queues`) that need a trailing NOTIFY now, and when to send it. A queue
+    /// whose trailing NOTIFY is already scheduled is not among them (that one is sent after this commit).
+    func follow(_ queues: [String]) -> [(String, ContinuousClock.Instant)] {
+        if queues.isEmpty { return [] }
+        return entries.withLock { entries in
+            var scheduled: [(String, ContinuousClock.Instant)] = []
+            for queue in queues {
+                let last = entries[queue]?.last ?? ContinuousClock.now
+                if entries[queue]?.trailing == true { continue }
+                entries[queue] = Entry(last: last, trailing: true)
+                scheduled.append((queue, last + interval))
+            }
+            return scheduled
+        }
+    }
+
+    /// A trailing NOTIFY for `queue` leaves now (called before it is sent, so a commit after this schedules
+    /// another rather than count on it).
+    func sent(_ queue: String) {
+        entries.withLock { $0[queue] = Entry(last: ContinuousClock.now, trailing: false) }
+    }
+}
+
 extension PostgresTaskStore: CommitWatching {
     /// How many notifications of this schema the store's listener received (and reconnections it made,
     /// after which something may have been missed): changes when another process enqueued.

@@ -35,6 +35,8 @@ public final class PostgresTaskStore: TaskStore, Sendable {
     private let claimSQL = Mutex<[Int: String]>([:])
     /// Notifications the LISTEN loop received (``externalCommitVersion()``).
     let notifications = NotificationCounter()
+    /// How often this process NOTIFYs a queue after enqueues (``Configuration/notifyInterval``).
+    let notifyGate: NotifyGate
 
     /// The migrations this binary carries (`migrations/postgres/*.sql`, embedded at build time).
     public static let migrations: [PostgresMigration] = EmbeddedMigrations.all.map {
@@ -45,6 +47,7 @@ public final class PostgresTaskStore: TaskStore, Sendable {
     /// error. ``connect(_:)`` waits for it and throws at once.
     public init(_ configuration: Configuration) {
         self.configuration = configuration
+        notifyGate = NotifyGate(interval: configuration.notifyInterval)
         var logger = Logger(label: "rota.postgres")
         // The pool's and the connections' own log (postgres-nio's), for diagnosis: ROTA_POSTGRES_LOG=debug.
         logger.logLevel = ProcessInfo.processInfo.environment["ROTA_POSTGRES_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
@@ -200,13 +203,19 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         let specs = specs.specs
         if specs.isEmpty { return [] }
         let now = Self.now()
-        return try await write { [logger] connection in
-            try await Self.insert(specs, now: now, connection, logger)
+        let (results, unnotified) = try await write { [logger, notifyGate] connection in
+            try await Self.insert(specs, now: now, connection, logger, gate: notifyGate)
         }
+        // Committed: the queues the transaction did not notify itself get a trailing NOTIFY.
+        followNotify(unnotified)
+        return results
     }
 
     /// Inserts validated specs inside the caller's transaction; counts them and adds batch items to their batch.
-    static func insert(_ specs: [TaskSpec], now: Int64, _ connection: PostgresConnection, _ logger: Logger) async throws -> [EnqueueResult] {
+    /// Notifies the queues of the tasks it made due at commit, but those `gate` holds back (returned: the
+    /// caller sends them a trailing NOTIFY once the transaction committed).
+    static func insert(_ specs: [TaskSpec], now: Int64, _ connection: PostgresConnection, _ logger: Logger,
+                       gate: NotifyGate) async throws -> ([EnqueueResult], unnotified: [String]) {
         // A batch id that does not exist is the caller's mistake: named, nothing written.
         let batchIDs = Array(Set(specs.compactMap(\.batchID)))
         if !batchIDs.isEmpty {
@@ -285,8 +294,9 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             try await connection.run("UPDATE rota_batches SET total = total + \(added) WHERE id = \(batch)", logger)
         }
         try await counts.record(connection, logger, from: nil, to: .scheduled)
-        try await notifyDue(specs.indices.filter { results[$0]?.inserted == true }.map { specs[$0].queue }, connection, logger)
-        return results.map { $0! }
+        let due = gate.split(Set(specs.indices.filter { results[$0]?.inserted == true }.map { specs[$0].queue }))
+        try await notifyDue(due.now, connection, logger)
+        return (results.map { $0! }, due.later)
     }
 
     /// The task that holds `spec`'s unique key, batch item or cron instant.

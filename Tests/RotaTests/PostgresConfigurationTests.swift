@@ -31,13 +31,15 @@ import Testing
 
     @Test func optionsAreRead() throws {
         let c = try PostgresTaskStore.Configuration(
-            url: "postgres://u@h/d?schema=tenant_a&sslmode=disable&listen=off&max_connections=3&application_name=billing&port=6543")
+            url: "postgres://u@h/d?schema=tenant_a&sslmode=disable&listen=off&max_connections=3&application_name=billing&port=6543&notify_interval_ms=0")
         #expect(c.schema == "tenant_a")
         #expect(c.sslMode == "disable")
         #expect(!c.listen)
         #expect(c.maxConnections == 3)
         #expect(c.applicationName == "billing")
         #expect(c.port == 6543)
+        #expect(c.notifyInterval == .zero)
+        #expect(try PostgresTaskStore.Configuration(url: "postgres://u@h/d").notifyInterval == .milliseconds(20))
         let parameters = c.clientConfiguration().options.additionalStartupParameters
         #expect(parameters.contains { $0.0 == "search_path" && $0.1 == "\"tenant_a\"" })
         #expect(parameters.contains { $0.0 == "synchronous_commit" && $0.1 == "on" })
@@ -51,6 +53,7 @@ import Testing
         ("postgres://u@h/d?listen=sometimes", "listen=sometimes"),
         ("postgres://u@h/d?max_connections=0", "max_connections=0"),
         ("postgres://u@h/d?colour=blue", "unknown option colour"),
+        ("postgres://u@h/d?notify_interval_ms=-5", "notify_interval_ms=-5"),
         ("postgres://u@h/d?schema=", "is empty"),
     ])
     func aBadURLIsRefusedNamingWhatIsWrong(_ url: String, _ mention: String) {

@@ -55,6 +55,51 @@ struct PostgresStoreTests {
         await other.close()
     }
 
+    /// Enqueues inside a queue's notify interval send no NOTIFY of their own; one trailing NOTIFY follows
+    /// them, so a watcher still hears of the last one.
+    @Test func enqueuesInsideTheNotifyIntervalAreFollowedByOneTrailingNotify() async throws {
+        let schema = PostgresTestServer.freshSchemaName()
+        let watcher = try await PostgresTaskStore.connect(try configuration(schema: schema))
+        var burstConfiguration = try configuration(schema: schema)
+        burstConfiguration.notifyInterval = .milliseconds(300)
+        let other = try await PostgresTaskStore.connect(burstConfiguration)
+        let watch = try #require(watcher.watchCommits {})
+        // Wait until the LISTEN is in place: an enqueue on another queue is heard.
+        let start = try watcher.externalCommitVersion()
+        try await eventually {
+            _ = try await other.enqueue(TaskSpec(name: "ping", queue: "probe-\(UUID().uuidString.prefix(8))"))
+            return try watcher.externalCommitVersion() > start
+        }
+        let before = try watcher.externalCommitVersion()
+        // The first notifies at its commit; those after it inside 300 ms leave it to the trailing one.
+        for n in 0..<5 { _ = try await other.enqueue(TaskSpec(name: "burst-\(n)", queue: "burst")) }
+        try await eventually { try watcher.externalCommitVersion() >= before + 2 }
+        watch.stop()
+        await watcher.close()
+        await other.close()
+    }
+
+    @Test func theNotifyGateSendsOnePerQueuePerIntervalAndNeverNoneAfterACommit() {
+        let gate = NotifyGate(interval: .seconds(3600))
+        #expect(gate.split(["a"]) == (["a"], []))
+        let second = gate.split(["a", "b"])
+        #expect(second.now == ["b"] && second.later == ["a"])
+        let trailing = gate.follow(["a"])
+        #expect(trailing.map(\.0) == ["a"])
+        #expect(trailing.first.map { $0.1 > ContinuousClock.now + .seconds(3000) } == true)
+        // One is on its way (it leaves after any commit made now): no second one, and none in the transaction.
+        #expect(gate.follow(["a"]).isEmpty)
+        #expect(gate.split(["a"]) == ([], ["a"]))
+        // Once it left, a later commit inside the interval needs its own trailing NOTIFY.
+        gate.sent("a")
+        #expect(gate.split(["a"]) == ([], ["a"]))
+        #expect(gate.follow(["a"]).map(\.0) == ["a"])
+        // A zero interval: every transaction notifies itself.
+        let always = NotifyGate(interval: .zero)
+        #expect(always.split(["a"]) == (["a"], []))
+        #expect(always.split(["a"]) == (["a"], []))
+    }
+
     @Test func aWatcherHearsItsOwnSchemaOnly() {
         #expect(PostgresTaskStore.isOurs(payload: "tenant_a/default", schema: "tenant_a"))
         #expect(!PostgresTaskStore.isOurs(payload: "tenant_ab/default", schema: "tenant_a"))
