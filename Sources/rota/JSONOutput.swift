@@ -179,8 +179,9 @@ extension AttemptRecord {
 
 extension WorkerRecord {
     /// A worker object of `rota workers --json` and `rota stats --json`.
-    func json(now: Date) -> JSON {
-        .object([
+    /// - Parameter leader: the cluster's leader (a store that elects one: PostgreSQL), nil otherwise.
+    func json(now: Date, leader: String? = nil) -> JSON {
+        var fields: [(String, JSON)] = [
             ("id", .string(id)),
             ("host", .string(host)),
             ("pid", .int(Int64(pid))),
@@ -193,6 +194,8 @@ extension WorkerRecord {
             ("heartbeat_at", .instant(heartbeatAt)),
             ("heartbeat_age_ms", .int(max(0, now.unixMillis - heartbeatAt.unixMillis))),
             ("stopped_at", .instant(stoppedAt)),
-        ])
+        ]
+        if let leader { fields.append(("leader", .bool(leader == id))) }
+        return .object(fields)
     }
 }

@@ -13,6 +13,10 @@ struct WorkersCommand: AsyncParsableCommand {
             intervals) and has not stopped; dead when it never stopped cleanly but stopped
             heartbeating.
 
+            On PostgreSQL one live worker leads the cluster (it recovers expired leases): it is
+            marked "leader" (JSON: "leader": true); the line under the table says until when its
+            lease lasts.
+
             Examples:
               rota workers
               rota workers --json | jq '.[] | select(.status == "live") | .id'
@@ -27,10 +31,17 @@ struct WorkersCommand: AsyncParsableCommand {
 
     func run() async throws {
         let now = Date()
-        var workers = try await global.withStore(.readOnly) { try await $0.workers() }
+        let (all, leader, elects) = try await global.withStore(.readOnly) { store in
+            let workers = try await store.workers()
+            guard let electing = store as? any LeaderElecting else { return (workers, nil as (worker: String, until: Date)?, false) }
+            return (workers, try await electing.leader(), true)
+        }
+        var workers = all
         if live { workers = workers.filter { $0.isLive(now: now) } }
+        // A lapsed lease leads nothing: the next maintenance tick of a live scheduler takes it.
+        let current = leader.flatMap { $0.until > now ? $0 : nil }
         if output.json {
-            printJSON(.array(workers.map { $0.json(now: now) }))
+            printJSON(.array(workers.map { $0.json(now: now, leader: elects ? (current?.worker ?? "") : nil) }))
             return
         }
         if workers.isEmpty {
@@ -52,9 +63,10 @@ struct WorkersCommand: AsyncParsableCommand {
         for worker in workers {
             let status = worker.status(now: now)
             let code = status == .live ? "32" : status == .dead ? "31" : "90"
+            let shown = worker.id == current?.worker ? "\(status.rawValue) leader" : status.rawValue
             table.append([
                 .init(worker.id),
-                .init(status.rawValue, paint: { [terminal] in terminal.paint($0, code: code) }),
+                .init(shown, paint: { [terminal] in terminal.paint($0, code: code) }),
                 .init(worker.host),
                 .init(String(worker.pid)),
                 .init(worker.queues.joined(separator: ",")),
@@ -65,5 +77,12 @@ struct WorkersCommand: AsyncParsableCommand {
             ])
         }
         writeLines(table.render(width: terminal.width, bold: terminal.bold))
+        if elects {
+            if let current {
+                print("Leader: \(current.worker), its lease ends \(TimeText.relative(current.until, now: now)).")
+            } else {
+                print("Leader: none (a live scheduler takes the lead at its next maintenance tick).")
+            }
+        }
     }
 }

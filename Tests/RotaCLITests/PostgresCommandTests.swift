@@ -310,11 +310,22 @@ struct PostgresCommandTests {
         #expect(try withFiles.objects().first?["stored"] as? Bool == true)
         #expect(withFiles.stderr.isEmpty, "\(withFiles)")
         #expect(try await db.ok("workers", "--json").objects().first?["status"] as? String == "live")
+        // The only scheduler leads the cluster (it takes the lead at its first maintenance tick).
+        let leader = try await waitFor(timeout: .seconds(120)) { () -> String? in
+            let first = try await db.ok("workers", "--json").objects().first
+            return first?["leader"] as? Bool == true ? first?["id"] as? String : nil
+        }
+        let table = try await db.ok("workers").stdout
+        #expect(table.contains("live leader") && table.contains("Leader: \(leader), its lease ends in "), "\(table)")
 
         kill(run.process.processIdentifier, SIGTERM)
         let finished = try await run.finish()
         #expect(finished.status == 0, "\(finished)")
-        #expect(try await db.ok("workers", "--json").objects().allSatisfy { $0["status"] as? String == "stopped" })
+        let stopped = try await db.ok("workers", "--json").objects()
+        #expect(stopped.allSatisfy { $0["status"] as? String == "stopped" })
+        // It resigned as it stopped.
+        #expect(stopped.allSatisfy { $0["leader"] as? Bool == false }, "\(stopped)")
+        #expect(try await db.ok("workers").stdout.contains("Leader: none"))
     }
 
     @Test func checkFindsWrongCountsAndRecountRebuildsThem() async throws {
