@@ -53,6 +53,8 @@ final class Engine: @unchecked Sendable {
     let store: any TaskStore
     /// The store's optional capabilities, discovered once.
     let blockingTurns: (any ClaimTurnBlocking)?
+    /// Records attempt ends in a transaction of their own beside the claim turn (``ConcurrentWriting``).
+    let flushesBesideClaims: Bool
     let commitWatching: (any CommitWatching)?
     let checkpointing: (any BackgroundCheckpointing)?
     let handlers: [String: HandlerEntry]
@@ -96,6 +98,10 @@ final class Engine: @unchecked Sendable {
         /// until nothing else runs here and then runs alone, so that losing it again is its own doing. No
         /// claim is made while one waits.
         var suspects: [Running] = []
+        /// A group of attempt ends being recorded beside the claims (``ConcurrentWriting``), and the outcome
+        /// of the last one, for the loop to take.
+        var flushInFlight = false
+        var flushOutcome: (ends: [Completion], result: Result<[Bool], any Error>)?
     }
     private let lock = NSCondition()
     private var shared: Shared
@@ -113,6 +119,7 @@ final class Engine: @unchecked Sendable {
         self.settings = settings
         self.store = store
         self.blockingTurns = store as? any ClaimTurnBlocking
+        self.flushesBesideClaims = store is any ConcurrentWriting
         self.commitWatching = store as? any CommitWatching
         self.checkpointing = store as? any BackgroundCheckpointing
         self.handlers = handlers
@@ -323,16 +330,19 @@ final class Engine: @unchecked Sendable {
                 }
                 // While the store is backing off, only its retry instant (or a wake) ends the wait.
                 if case .draining = phase, !inBackoff {
-                    if shared.running.isEmpty || due(shared.shutdownDeadline) || due(nextHeartbeat) { break }
+                    if (shared.running.isEmpty && !shared.flushInFlight) || due(shared.shutdownDeadline) || due(nextHeartbeat) { break }
                 }
                 if case .cancelling(let hard) = phase, !inBackoff {
-                    if shared.running.isEmpty || due(hard) { break }
+                    if (shared.running.isEmpty && !shared.flushInFlight) || due(hard) { break }
                 }
                 stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval((deadline - now).seconds + 0.000_05))
             }
             let woke = shared.wakeRequested
             shared.wakeRequested = false
+            let flushed = shared.flushOutcome
+            shared.flushOutcome = nil
+            let flushInFlight = shared.flushInFlight
             if shared.commitEvent {
                 shared.commitEvent = false
                 watchUntil = now.advanced(by: Self.commitWindow)
@@ -392,6 +402,18 @@ final class Engine: @unchecked Sendable {
                     storeFailed(error, "recording \(flushing.count) completions")
                 }
             }
+            // A group recorded beside the claims came back: counted, or carried into the next turn.
+            if let flushed {
+                switch flushed.result {
+                case .success(let applied):
+                    recordFlush(flushed.ends, applied)
+                    // Until empty: those may have been the last; the next claim turn checks.
+                    if settings.untilEmpty { mayHaveMore = true }
+                case .failure(let error):
+                    batch = flushed.ends + batch
+                    storeFailed(error, "recording \(flushed.ends.count) completions")
+                }
+            }
             if !batch.isEmpty {
                 // Until empty: an attempt's end may be the last one; the claim turn that records it checks.
                 if settings.untilEmpty { mayHaveMore = true }
@@ -413,7 +435,7 @@ final class Engine: @unchecked Sendable {
             if case .running = phase { isShuttingDown = false } else { isShuttingDown = true }
             if isShuttingDown {
                 lock.lock()
-                let empty = shared.running.isEmpty && shared.completions.isEmpty
+                let empty = shared.running.isEmpty && shared.completions.isEmpty && !shared.flushInFlight
                 lock.unlock()
                 if empty && carried.isEmpty {
                     finishLoop(flushing: [])
@@ -547,8 +569,13 @@ final class Engine: @unchecked Sendable {
             do {
                 let leaseUntil = Date().addingTimeInterval(settings.leaseDuration.seconds)
                 let t0 = clock.now
-                let flushing = pending
+                var flushing = pending
                 pending = []
+                if flushesBesideClaims, !flushing.isEmpty, !flushInFlight, case .running = phase {
+                    // Recorded on another connection while this turn claims; its end wakes the loop.
+                    flushBeside(flushing)
+                    flushing = []
+                }
                 do {
                     let turn = try completeAndClaim(flushing, requests, leaseUntil: leaseUntil)
                     if !flushing.isEmpty { recordFlush(flushing, turn.applied) }
@@ -593,7 +620,7 @@ final class Engine: @unchecked Sendable {
                     // poll would make the last task's end wait seconds to be seen).
                     nextDue = min(nextDue ?? nextEmptyCheck, nextEmptyCheck)
                     lock.lock()
-                    let idle = shared.running.isEmpty && shared.completions.isEmpty
+                    let idle = shared.running.isEmpty && shared.completions.isEmpty && !shared.flushInFlight
                     lock.unlock()
                     if idle, carried.isEmpty,
                        let left = try? blocking({ [store, allNames] in
@@ -911,6 +938,34 @@ final class Engine: @unchecked Sendable {
         return try blocking { [store] in
             try await store.completeAndClaim(ends, requests, worker: worker, leaseUntil: leaseUntil, now: Date())
         }
+    }
+
+    /// Records `ends` in a transaction of their own, beside the loop's claim turn (``ConcurrentWriting``); the
+    /// loop takes the outcome (``Shared/flushOutcome``) when the end wakes it. One at a time.
+    private func flushBeside(_ ends: [Completion]) {
+        lock.lock()
+        shared.flushInFlight = true
+        lock.unlock()
+        let worker = settings.workerID
+        Task { [store] in
+            let result: Result<[Bool], any Error>
+            do {
+                result = .success(try await store.completeAndClaim(ends, [], worker: worker, leaseUntil: Date(), now: Date()).applied)
+            } catch {
+                result = .failure(error)
+            }
+            self.flushEnded(ends, result)
+        }
+    }
+
+    /// Hands a flush's outcome to the loop and wakes it.
+    private func flushEnded(_ ends: [Completion], _ result: Result<[Bool], any Error>) {
+        lock.lock()
+        shared.flushInFlight = false
+        shared.flushOutcome = (ends, result)
+        shared.wakeRequested = true
+        lock.signal()
+        lock.unlock()
     }
 
     /// Counts a flush and warns of completions whose lease was lost.

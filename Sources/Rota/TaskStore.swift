@@ -287,3 +287,10 @@ public protocol LeaderElecting: TaskStore {
     /// The current leader and its lease's end, if any.
     func leader() async throws -> (worker: String, until: Date)?
 }
+
+/// A store that runs several writing transactions at once without queueing them behind each other
+/// (PostgreSQL, with a pool of connections; not SQLite, which has one writer at a time). The scheduler then
+/// records a group of attempt ends in a transaction of its own, on another connection, while its next claim
+/// turn runs, instead of inside that turn's transaction: the turn's critical path is the claim alone. Each
+/// group is still one transaction, fenced by its leases, and acknowledged only once it committed.
+public protocol ConcurrentWriting: TaskStore {}

@@ -125,13 +125,17 @@ public final class PostgresTaskStore: TaskStore, Sendable {
 
     /// Runs `body` in one transaction and commits it; runs it again (up to 20 times) when PostgreSQL chose it
     /// as a deadlock's victim or a serialization failure's, so `body` must do nothing but its SQL.
-    func write<T: Sendable>(isolation: String = "", _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    /// `transaction: false` runs `body`, one statement, as its own transaction (autocommit: no BEGIN/COMMIT
+    /// round trips).
+    func write<T: Sendable>(isolation: String = "", transaction: Bool = true,
+                            _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await checkSchema()
         var attempt = 0
         while true {
             attempt += 1
             do {
                 return try await client.withConnection { connection in
+                    if !transaction { return try await body(connection) }
                     try await connection.run(PostgresQuery(unsafeSQL: "BEGIN" + isolation), logger)
                     do {
                         let value = try await body(connection)
@@ -203,12 +207,67 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         let specs = specs.specs
         if specs.isEmpty { return [] }
         let now = Self.now()
+        if specs.count <= 5_000, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
+            return try await enqueuePlain(specs, now: now)
+        }
         let (results, unnotified) = try await write { [logger, notifyGate] connection in
             try await Self.insert(specs, now: now, connection, logger, gate: notifyGate)
         }
         // Committed: the queues the transaction did not notify itself get a trailing NOTIFY.
         followNotify(unnotified)
         return results
+    }
+
+    /// Enqueues tasks with nothing unique about them (the common case) in one statement, its own transaction:
+    /// the rows, their counts and the NOTIFY of their queues, in one round trip.
+    func enqueuePlain(_ specs: [TaskSpec], now: Int64) async throws -> [EnqueueResult] {
+        var counts = TransitionCounts()
+        for spec in specs { counts.add(queue: spec.queue, name: spec.name) }
+        let due = notifyGate.split(Set(specs.map(\.queue)))
+        var binds = Self.plainInsertBinds(specs, now: now)
+        counts.append(to: &binds)
+        binds.append(due.now.sorted())
+        let query = PostgresQuery(unsafeSQL: """
+            WITH inserted AS (\(Self.plainInsertSQL)),
+            counted AS (\(TransitionCounts.upsertSQL(from: 10))),
+            notified AS (SELECT pg_notify('\(Self.channel)', current_schema() || '/' || q) FROM unnest($14::text[]) AS q)
+            SELECT id FROM inserted CROSS JOIN (SELECT count(*) FROM notified) AS n
+            """, binds: binds)
+        let ids = try await write(transaction: false) { [logger] connection in
+            try await connection.rows(query, logger) { try $0.int64(0) }
+        }
+        guard ids.count == specs.count else {
+            throw RotaError(.database, "a multi-row enqueue inserted \(ids.count) of \(specs.count) tasks")
+        }
+        followNotify(due.later)
+        // Identity values are drawn in the order rows are inserted (ORDER BY n), so they sort as the specs.
+        return ids.sorted().map { EnqueueResult(id: $0, inserted: true) }
+    }
+
+    /// The multi-row INSERT of plain tasks ($1–$9, see ``plainInsertBinds(_:now:)``), returning their ids.
+    static let plainInsertSQL = """
+        INSERT INTO rota_tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit,
+                               created_at, updated_at)
+        SELECT name, queue, payload, priority, run_at, max_attempts, nullif(timeout_ms, -1), poison_limit, $9, $9
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+             WITH ORDINALITY AS s(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit, n)
+        ORDER BY n
+        RETURNING id
+        """
+
+    /// The binds of ``plainInsertSQL``: the specs' columns as arrays, then the time.
+    static func plainInsertBinds(_ specs: some Collection<TaskSpec>, now: Int64) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 14)
+        binds.append(specs.map(\.name))
+        binds.append(specs.map(\.queue))
+        binds.append(specs.map(\.payload))
+        binds.append(specs.map(\.priority))
+        binds.append(specs.map { $0.runAt?.unixMillis ?? now })
+        binds.append(specs.map(\.maxAttempts))
+        binds.append(specs.map { $0.timeout?.milliseconds ?? -1 })
+        binds.append(specs.map { $0.poisonLimit ?? 2 })
+        binds.append(now)
+        return binds
     }
 
     /// Inserts validated specs inside the caller's transaction; counts them and adds batch items to their batch.
@@ -235,25 +294,8 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             if plain.isEmpty { return }
             let chunk = plain
             plain = []
-            var binds = PostgresBindings(capacity: 9)
-            binds.append(chunk.map { specs[$0].name })
-            binds.append(chunk.map { specs[$0].queue })
-            binds.append(chunk.map { specs[$0].payload })
-            binds.append(chunk.map { specs[$0].priority })
-            binds.append(chunk.map { specs[$0].runAt?.unixMillis ?? now })
-            binds.append(chunk.map { specs[$0].maxAttempts })
-            binds.append(chunk.map { specs[$0].timeout?.milliseconds ?? -1 })
-            binds.append(chunk.map { specs[$0].poisonLimit ?? 2 })
-            binds.append(now)
-            let ids = try await connection.rows(PostgresQuery(unsafeSQL: """
-                INSERT INTO rota_tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit,
-                                       created_at, updated_at)
-                SELECT name, queue, payload, priority, run_at, max_attempts, nullif(timeout_ms, -1), poison_limit, $9, $9
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
-                     WITH ORDINALITY AS s(name, queue, payload, priority, run_at, max_attempts, timeout_ms, poison_limit, n)
-                ORDER BY n
-                RETURNING id
-                """, binds: binds), logger) { try $0.int64(0) }
+            let binds = plainInsertBinds(chunk.map { specs[$0] }, now: now)
+            let ids = try await connection.rows(PostgresQuery(unsafeSQL: plainInsertSQL, binds: binds), logger) { try $0.int64(0) }
             guard ids.count == chunk.count else {
                 throw RotaError(.database, "a multi-row enqueue inserted \(ids.count) of \(chunk.count) tasks")
             }
@@ -322,6 +364,9 @@ public final class PostgresTaskStore: TaskStore, Sendable {
                                  leaseUntil: Date, now: Date) async throws -> ClaimTurn {
         let requests = requests.filter { $0.limit > 0 && $0.names?.isEmpty != true }
         if completions.isEmpty && requests.isEmpty { return ClaimTurn(applied: [], claimed: [], filled: false) }
+        if completions.isEmpty, requests.count == 1 {
+            return try await claimAlone(requests[0], worker: worker, leaseUntil: leaseUntil, now: now)
+        }
         let statements = requests.map { claimStatement(nameCount: $0.names?.count) }
         return try await write { [logger] connection in
             var counts = TransitionCounts()
@@ -332,20 +377,9 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             for (request, sql) in zip(requests, statements) {
                 let limit = budgets.limit(for: request)
                 if limit <= 0 { continue }
-                var binds = PostgresBindings(capacity: 6)
-                binds.append(worker)
-                binds.append(leaseUntil.unixMillis)
-                binds.append(now.unixMillis)
-                binds.append(request.queue)
-                binds.append(limit)
-                if let names = request.names { binds.append(names) }
-                let rows = try await connection.rows(PostgresQuery(unsafeSQL: sql, binds: binds), logger) { row in
-                    ClaimedTask(id: try row.int64(0), name: try row.string(1), queue: try row.string(2), payload: try row.string(3),
-                                attempt: try row.int(4), maxAttempts: try row.int(5),
-                                timeout: try row.optionalInt64(6).map { .milliseconds($0) }, priority: try row.int(7),
-                                runAt: Date(unixMillis: try row.int64(8)), startedAt: now, losses: try row.int(9))
-                }
-                claimed += rows.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
+                let binds = Self.claimBinds(request, limit: limit, worker: worker, leaseUntil: leaseUntil, now: now)
+                let rows = try await connection.rows(PostgresQuery(unsafeSQL: sql, binds: binds), logger) { try Self.claimedTask($0, now) }
+                claimed += Self.inClaimOrder(rows)
                 budgets.spend(rows.count, by: request)
                 if rows.count >= limit { filled = true }
                 for task in rows { counts.add(queue: task.queue, name: task.name, from: .scheduled, to: .running) }
@@ -356,25 +390,83 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         }
     }
 
+    /// A turn of one claim and no attempt ends (the usual turn of a busy scheduler, which records ends beside
+    /// it): one statement, its own transaction, counts included.
+    func claimAlone(_ request: ClaimRequest, worker: String, leaseUntil: Date, now: Date) async throws -> ClaimTurn {
+        // Its budgets (a pool's slots) may allow less than its limit.
+        let budgets = ClaimBudgetLedger()
+        let limit = budgets.limit(for: request)
+        if limit <= 0 { return ClaimTurn(applied: [], claimed: [], filled: false) }
+        let sql = claimStatement(nameCount: request.names?.count, counted: true)
+        let binds = Self.claimBinds(request, limit: limit, worker: worker, leaseUntil: leaseUntil, now: now)
+        let rows = try await write(transaction: false) { [logger] connection in
+            try await connection.rows(PostgresQuery(unsafeSQL: sql, binds: binds), logger) { try Self.claimedTask($0, now) }
+        }
+        return ClaimTurn(applied: [], claimed: Self.inClaimOrder(rows), filled: rows.count >= limit)
+    }
+
+    /// The binds of ``claimStatement(nameCount:counted:)``.
+    static func claimBinds(_ request: ClaimRequest, limit: Int, worker: String, leaseUntil: Date, now: Date) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 6)
+        binds.append(worker)
+        binds.append(leaseUntil.unixMillis)
+        binds.append(now.unixMillis)
+        binds.append(request.queue)
+        binds.append(limit)
+        if let names = request.names { binds.append(names) }
+        return binds
+    }
+
+    /// A row the claim statement returned.
+    static func claimedTask(_ row: PostgresRandomAccessRow, _ now: Date) throws -> ClaimedTask {
+        ClaimedTask(id: try row.int64(0), name: try row.string(1), queue: try row.string(2), payload: try row.string(3),
+                    attempt: try row.int(4), maxAttempts: try row.int(5),
+                    timeout: try row.optionalInt64(6).map { .milliseconds($0) }, priority: try row.int(7),
+                    runAt: Date(unixMillis: try row.int64(8)), startedAt: now, losses: try row.int(9))
+    }
+
+    /// Claimed tasks in claim order (priority, then run_at, then id).
+    static func inClaimOrder(_ tasks: [ClaimedTask]) -> [ClaimedTask] {
+        tasks.sorted { ($0.priority, -$0.runAt.unixMillis, -$0.id) > ($1.priority, -$1.runAt.unixMillis, -$1.id) }
+    }
+
     /// The claim statement for one queue: $1 worker, $2 lease_until, $3 now, $4 queue, $5 limit, $6 names
     /// (an array, when `nameCount` is not nil). The due index gives the tasks in claim order; rows another
     /// scheduler is claiming are skipped, not waited for.
-    func claimStatement(nameCount: Int?) -> String {
-        claimSQL.withLock { cache in
-            if let known = cache[nameCount == nil ? -1 : 0] { return known }
-            let sql = """
-                WITH locked AS MATERIALIZED (
+    /// `counted`: the statement also moves the claimed tasks' counts (from scheduled to running), for a claim
+    /// that is its own transaction.
+    func claimStatement(nameCount: Int?, counted: Bool = false) -> String {
+        let key = (nameCount == nil ? -1 : 0) - (counted ? 2 : 0)
+        return claimSQL.withLock { cache in
+            if let known = cache[key] { return known }
+            let locked = """
+                locked AS MATERIALIZED (
                     SELECT id FROM rota_tasks
                     WHERE state = 'scheduled' AND queue = $4 AND run_at <= $3\(nameCount == nil ? "" : " AND name = ANY($6::text[])")
                     ORDER BY priority DESC, run_at, id
                     LIMIT $5
                     FOR UPDATE SKIP LOCKED)
+                """
+            let update = """
                 UPDATE rota_tasks t SET state = 'running', attempts = t.attempts + 1, lease_owner = $1, lease_until = $2,
                                         started_at = $3, updated_at = $3, cancel_requested = false, alone = false
                 FROM locked WHERE t.id = locked.id
                 RETURNING t.id, t.name, t.queue, t.payload, t.attempts, t.max_attempts, t.timeout_ms, t.priority, t.run_at, t.losses
                 """
-            cache[nameCount == nil ? -1 : 0] = sql
+            // Counted: count rows locked in key order (byte order, as the store's own count writes sort them).
+            let sql = !counted ? "WITH \(locked)\n\(update)" : """
+                WITH \(locked),
+                claimed AS (\(update)),
+                counted AS (
+                    INSERT INTO rota_task_counts(queue, name, state, n)
+                    SELECT g.queue, g.name, s.state, s.n
+                    FROM (SELECT queue, name, count(*) AS k FROM claimed GROUP BY queue, name) AS g
+                    CROSS JOIN LATERAL (VALUES ('running', g.k), ('scheduled', -g.k)) AS s(state, n)
+                    ORDER BY g.queue COLLATE "C", g.name COLLATE "C", s.state COLLATE "C"
+                    ON CONFLICT (queue, name, state) DO UPDATE SET n = rota_task_counts.n + excluded.n)
+                SELECT * FROM claimed
+                """
+            cache[key] = sql
             return sql
         }
     }
@@ -563,18 +655,29 @@ struct TransitionCounts {
 
     /// Writes the counts (rows in key order, so two transactions lock them in the same order).
     func record(_ connection: PostgresConnection, _ logger: Logger, from: TaskState? = nil, to: TaskState? = nil) async throws {
-        let rows = deltas.filter { $0.value != 0 }.sorted { $0.key < $1.key }
-        if rows.isEmpty { return }
+        if deltas.allSatisfy({ $0.value == 0 }) { return }
         var binds = PostgresBindings(capacity: 4)
+        append(to: &binds)
+        try await connection.run(PostgresQuery(unsafeSQL: Self.upsertSQL(from: 1), binds: binds), logger)
+    }
+
+    /// Appends the changes, in key order (the order rows are locked in), as four arrays: queue, name, state
+    /// and delta (the binds of ``upsertSQL(from:)``).
+    func append(to binds: inout PostgresBindings) {
+        let rows = deltas.filter { $0.value != 0 }.sorted { $0.key < $1.key }
         binds.append(rows.map(\.key.queue))
         binds.append(rows.map(\.key.name))
         binds.append(rows.map(\.key.state))
         binds.append(rows.map(\.value))
-        try await connection.run(PostgresQuery(unsafeSQL: """
-            INSERT INTO rota_task_counts(queue, name, state, n)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-            ON CONFLICT (queue, name, state) DO UPDATE SET n = rota_task_counts.n + excluded.n
-            """, binds: binds), logger)
+    }
+
+    /// The upsert of the changes, its four arrays bound from `$first` on.
+    static func upsertSQL(from first: Int) -> String {
+        """
+        INSERT INTO rota_task_counts(queue, name, state, n)
+        SELECT * FROM unnest($\(first)::text[], $\(first + 1)::text[], $\(first + 2)::text[], $\(first + 3)::bigint[])
+        ON CONFLICT (queue, name, state) DO UPDATE SET n = rota_task_counts.n + excluded.n
+        """
     }
 }
 
@@ -645,3 +748,6 @@ extension PostgresRandomAccessRow {
     func date(_ index: Int) throws -> Date { Date(unixMillis: try int64(index)) }
     func optionalDate(_ index: Int) throws -> Date? { try optionalInt64(index).map { Date(unixMillis: $0) } }
 }
+
+/// Its pool runs transactions side by side: the scheduler records attempt ends beside its claims.
+extension PostgresTaskStore: ConcurrentWriting {}

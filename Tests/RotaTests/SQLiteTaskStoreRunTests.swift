@@ -82,7 +82,8 @@ struct SQLiteTaskStoreRunTests {
         let f = try StoreFixture()
         let mail = try await f.store.enqueue(TaskSpec(name: "x", queue: "mail", priority: 9)).id
         let reports = try await f.store.enqueue(TaskSpec(name: "x", queue: "reports")).id
-        let now = instant(1)
+        // An hour ahead: the tasks enqueued below are due by then however slowly this test runs.
+        let now = instant(3600)
         #expect(try await f.store.claimAll("default", now: now).isEmpty)
         #expect(try await f.store.claimAll("reports", now: now).map(\.id) == [reports])
         #expect(try await f.store.record(mail).state == .scheduled)
@@ -91,7 +92,7 @@ struct SQLiteTaskStoreRunTests {
                                               TaskSpec(name: "x", queue: "reports")]).map(\.id)
         let claimed = try await f.store.claim([ClaimRequest(queue: "mail", names: nil, limit: 5),
                                                ClaimRequest(queue: "reports", names: nil, limit: 1)],
-                                              worker: "w1", leaseUntil: instant(30), now: now)
+                                              worker: "w1", leaseUntil: instant(3630), now: now)
         #expect(claimed.filter { $0.queue == "mail" }.map(\.id).sorted() == [mail, more[0]])
         #expect(claimed.filter { $0.queue == "reports" }.map(\.id) == [more[1]])
     }
