@@ -32,6 +32,7 @@ final class Engine: @unchecked Sendable {
         var maxClaimBatch: Int
         var untilEmpty: Bool
         var maxStoreBackoff: Duration
+        var purgeFinishedAfter: Duration?
     }
 
     enum StopReason: Sendable { case cancelRequested, shutdown }
@@ -489,6 +490,7 @@ final class Engine: @unchecked Sendable {
             // Recover expired leases (other workers that died): the cluster's leader does, where the store
             // elects one (several hosts); every scheduler does, where it does not.
             if now >= nextRecovery {
+                var purges = false
                 do {
                     var leads = true
                     if let elector = store as? any LeaderElecting {
@@ -507,9 +509,24 @@ final class Engine: @unchecked Sendable {
                         logger.notice("recovered tasks with expired leases", metadata: ["tasks": "\(recovered)"])
                         mayHaveMore = true
                     }
+                    purges = leads
                 } catch {
                     storeFailed(error, "recovering expired leases")
                     continue
+                }
+                // Retention: finished tasks older than the configured age go, by the same scheduler.
+                if purges, let keep = settings.purgeFinishedAfter {
+                    do {
+                        let before = Date().addingTimeInterval(-keep.seconds)
+                        let purged = try blocking { [store] in try await store.purge(olderThan: before, states: []) }
+                        storeSucceeded()
+                        if purged > 0 {
+                            logger.info("purged finished tasks", metadata: ["tasks": "\(purged)", "finished_before": "\(before)"])
+                        }
+                    } catch {
+                        storeFailed(error, "purging finished tasks")
+                        continue
+                    }
                 }
             }
 

@@ -71,6 +71,10 @@ public final class Scheduler: Service, Sendable {
         public var maxStoreBackoff: Duration
         /// How much of a command's stdout and stderr is kept (their last bytes).
         public var outputTailBytes: Int
+        /// Deletes succeeded, dead and cancelled tasks (with their attempts) once they finished longer ago than
+        /// this, at each lease-recovery tick: by the cluster's leader where the store elects one (PostgreSQL),
+        /// by every scheduler otherwise. nil (the default): finished tasks stay until `rota purge`.
+        public var purgeFinishedAfter: Duration?
 
         /// Creates a configuration.
         public init(
@@ -402,7 +406,8 @@ public final class Scheduler: Service, Sendable {
             heartbeatInterval: configuration.heartbeatInterval, recoveryInterval: configuration.recoveryInterval,
             shutdownGrace: configuration.shutdownGrace, cancelWait: configuration.cancelWait,
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),
-            untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff)
+            untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff,
+            purgeFinishedAfter: configuration.purgeFinishedAfter)
         let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger)
         let pending = engineBox.withLock { box -> Duration? in
             // A serve(queue:concurrency:) between the snapshot above and now, applied before any later one

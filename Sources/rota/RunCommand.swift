@@ -64,10 +64,17 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Milliseconds between looks for other processes' commits (cheap; a commit starts a claim at once). 0: poll only.")
     var watchMs: Int = 5
 
-    @Option(name: .long, parsing: .unconditional, help: """
-        Seconds a running task's lease lasts without a heartbeat: how long before the tasks of a scheduler that         died (or was cut off from the database) run elsewhere. Heartbeats and lease recovery run at a quarter of it         (at most every 10 and 15 s).
-        """)
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp(
+        "Seconds a running task's lease lasts without a heartbeat: how long before the tasks of a scheduler that died "
+            + "(or was cut off from the database) run elsewhere. Heartbeats and lease recovery run at a quarter of it "
+            + "(at most every 10 and 15 s)."))
     var leaseSeconds: Double = 60
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Delete succeeded, dead and cancelled tasks (and their attempts) once they finished longer ago than this "
+            + "(like 7d or 12h), at each lease-recovery tick; on PostgreSQL the cluster's leader does it. "
+            + "Default: keep them until `rota purge`.", valueName: "duration"))
+    var purgeAfter: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"
@@ -78,6 +85,11 @@ struct RunCommand: AsyncParsableCommand {
         if pollMs < 1 { throw ValidationError("--poll-ms must be 1 or more, got \(pollMs)") }
         if watchMs < 0 { throw ValidationError("--watch-ms must be 0 (off) or more, got \(watchMs)") }
         if !(leaseSeconds >= 1) { throw ValidationError("--lease-seconds must be 1 or more, got \(leaseSeconds)") }
+        if let purgeAfter {
+            do { _ = try TimeText.parseDuration(purgeAfter, field: "--purge-after") } catch let error as CLIError {
+                throw ValidationError(error.message)
+            }
+        }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")
         }
@@ -128,6 +140,9 @@ struct RunCommand: AsyncParsableCommand {
         configuration.leaseDuration = lease
         configuration.heartbeatInterval = min(configuration.heartbeatInterval, lease / 4)
         configuration.recoveryInterval = min(configuration.recoveryInterval, lease / 4)
+        if let purgeAfter {
+            configuration.purgeFinishedAfter = .milliseconds(try TimeText.parseDuration(purgeAfter, field: "--purge-after"))
+        }
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
         cron?.onFire { _ in scheduler.wake() }  // the store's own commits: nothing else tells the scheduler

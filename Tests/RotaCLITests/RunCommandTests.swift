@@ -272,5 +272,9 @@ struct RunCommandTests {
         let rota = try RotaProcess(["run", "--db", workspace.db, "--concurrency", "0"], in: workspace)
         #expect(try await Self.within(.seconds(300), "rota run to refuse") { await rota.exit() } == 2)
         #expect(rota.stderr.contains("--concurrency"))
+        let purge = try RotaProcess(["run", "--db", workspace.db, "--purge-after", "3x"], in: workspace)
+        #expect(try await Self.within(.seconds(300), "rota run to refuse") { await purge.exit() } == 2)
+        #expect(purge.stderr.contains("--purge-after: '3x' is not a duration"), "\(purge.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: workspace.db))
     }
 }

@@ -45,6 +45,35 @@ struct SchedulerRecoveryTests {
         #expect(workers.count == 2)
     }
 
+    @Test(arguments: StoreKind.all) func finishedTasksPastTheRetentionArePurgedAtAMaintenanceTick(_ kind: StoreKind) async throws {
+        let db = try kind.database()
+        let store = try db.store()
+        let ids = try await store.enqueue([TaskSpec(name: "job"), TaskSpec(name: "job"), TaskSpec(name: "other")]).map(\.id)
+        let claimed = try await store.claim([ClaimRequest(queue: "default", names: ["job"], limit: 2)], worker: "w0",
+                                            leaseUntil: Date().addingTimeInterval(3600), now: Date())
+        #expect(claimed.count == 2)
+        // One finished two days ago, one just now; "other" is never run (no handler for it).
+        let twoDaysAgo = Date().addingTimeInterval(-2 * 86_400)
+        let ends = claimed.map { task in
+            let at = task.id == ids[0] ? twoDaysAgo : Date()
+            return Completion(taskID: task.id, attempt: task.attempt, worker: "w0", startedAt: at, finishedAt: at,
+                              resolution: .succeeded(result: nil))
+        }
+        #expect(try await store.complete(ends) == [true, true])
+        var configuration = testConfiguration()
+        configuration.purgeFinishedAfter = .seconds(86_400)
+        let scheduler = Scheduler(store: try db.store(), configuration: configuration, logger: testLogger)
+        try scheduler.register("job") { (_: Empty, _) in Empty() }
+        let running = RunningScheduler(scheduler)
+        try await within(.seconds(600), "the old task to be purged") {
+            while try await store.task(ids[0]) != nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await running.stop()
+        #expect(try await store.task(ids[1])?.state == .succeeded)
+        #expect(try await store.task(ids[2])?.state == .scheduled)
+        #expect(try await store.attempts(of: ids[0]).isEmpty)
+    }
+
     @Test func tasksOfAWorkerWhoseProcessIsGoneAreReleasedAtStartUp() async throws {
         let db = try TempDatabase()
         let store = try db.store()
