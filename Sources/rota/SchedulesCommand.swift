@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaCron
 import RotaPostgresStore
 
 /// `rota schedules`: what is scheduled (from the database, or from schedule files), and `rota schedules check`.
@@ -39,9 +40,10 @@ struct SchedulesListCommand: AsyncParsableCommand {
             shown.
 
             --json prints an array of objects with the fields name, expression,
-            timezone, task, payload, queue, priority, max_attempts, timeout_seconds,
-            missed, overlap, source, active, next_fire_at, last_fire_at (instants in
-            UTC ISO-8601, null when none).
+            explanation, timezone, task, payload, queue, priority, max_attempts,
+            timeout_seconds, missed, overlap, source, active, stored, next_fire_at,
+            last_fire_at (instants in UTC ISO-8601, null when none). The explanation
+            is the expression in words, with its zone (as `rota next --explain`).
 
             Examples:
               rota schedules --db /var/lib/rota/rota.db
@@ -93,10 +95,10 @@ struct SchedulesListCommand: AsyncParsableCommand {
             printError(schedules == nil ? "no schedules in \(global.displayName)" : "no schedules in \(schedules!)")
             return
         }
-        let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "ACTIVE", "RUNS"]
+        let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "EXPLANATION", "ACTIVE", "RUNS"]
         let table = rows.map { row in
             [row.spec.name, row.spec.timeZone, row.next.map(CronCLITime.utc) ?? "-", row.last.map(CronCLITime.utc) ?? "-",
-             row.spec.expression, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
+             row.spec.expression, row.explanation, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
     }
@@ -164,6 +166,12 @@ struct CronCLIScheduleRow {
     var next: Date?
     var last: Date?
 
+    /// The expression in words, with its zone (``CronExpression/explanation(timeZone:)``); empty for an
+    /// expression this binary cannot parse (a database written by another version).
+    var explanation: String {
+        (try? CronExpression(spec.expression))?.explanation(timeZone: spec.timeZone) ?? ""
+    }
+
     /// What it runs: `exec PROGRAM ARGS…` or `task NAME PAYLOAD`.
     var runs: String {
         let text: String
@@ -185,6 +193,7 @@ struct CronCLIScheduleRow {
         .object([
             ("name", .string(spec.name)),
             ("expression", .string(spec.expression)),
+            ("explanation", .string(explanation)),
             ("timezone", .string(spec.timeZone)),
             ("task", .string(spec.taskName)),
             ("payload", .raw(spec.payload)),

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+@testable import RotaCron
+
+/// `CronExpression.explanation(timeZone:)`: the wording of every construct the parser accepts.
+@Suite struct CronExplanationTests {
+    /// Expression → sentence, one row per construct (and per shape of the time of day).
+    static let table: [(String, String)] = [
+        // The examples.
+        ("0 9 * * MON-FRI", "at 09:00 on Monday through Friday"),
+        ("*/15 9-17 * * *", "every 15 minutes from 09:00 to 17:45"),
+        ("0 18 LW * *", "at 18:00 on the last weekday of the month"),
+        // Minutes and hours.
+        ("* * * * *", "every minute"),
+        ("*/5 * * * *", "every 5 minutes"),
+        ("0,30 * * * *", "every 30 minutes"),
+        ("0-59/20 * * * *", "every 20 minutes"),
+        ("0 * * * *", "every hour"),
+        ("30 * * * *", "at 30 minutes past every hour"),
+        ("1 * * * *", "at 1 minute past every hour"),
+        ("5/15 * * * *", "at 5, 20, 35 and 50 minutes past every hour"),
+        ("1/2 * * * *", "every 2 minutes from 00:01 to 23:59"),
+        ("30 3 * * *", "at 03:30 every day"),
+        ("0 9,17 * * *", "at 09:00 and 17:00 every day"),
+        ("0 */6 * * *", "at 00:00, 06:00, 12:00 and 18:00 every day"),
+        ("0 9-17/2 * * *", "at 09:00, 11:00, 13:00, 15:00 and 17:00 every day"),
+        ("0 */2 * * *", "every 2 hours from 00:00 to 22:00"),
+        ("0 0-23/3 * * *", "every 3 hours from 00:00 to 21:00"),
+        ("30 9-17 * * *", "every hour from 09:30 to 17:30"),
+        ("* 9-17 * * *", "every minute from 09:00 to 17:59"),
+        ("*/15 9-11,14-17 * * *", "every 15 minutes from 09:00 to 11:45 and from 14:00 to 17:45"),
+        ("0-10,30 9-17 * * *", "at minutes 0 through 10 and 30 of hours 9 through 17"),
+        ("0 1,2,5,9,13,17,20 * * *", "at minute 0 of hours 1, 2, 5, 9, 13, 17 and 20"),
+        ("*/7 9-17 * * *", "every 7th minute from 0 through 56 of hours 9 through 17"),
+        // The seconds field.
+        ("* * * * * *", "every second"),
+        ("*/10 * * * * *", "every 10 seconds"),
+        ("0 */5 * * * *", "every 5 minutes"),
+        ("30 * * * * *", "every minute, at second 30"),
+        ("15 30 9 * * *", "at 09:30:15 every day"),
+        ("30 0,30 9 * * *", "at 09:00:30 and 09:30:30 every day"),
+        ("*/10 * 9-17 * * *", "every 10 seconds from 09:00:00 to 17:59:50"),
+        ("0,30 5 * * * *", "at seconds 0 and 30 of minute 5 of every hour"),
+        ("*/2 5 * * * *", "every 2nd second from 0 through 58 of minute 5 of every hour"),
+        // Days of the month: values, ranges, steps, L, LW.
+        ("0 0 1,15 * *", "at 00:00 on the 1st and 15th of the month"),
+        ("0 0 1-7 * *", "at 00:00 on the 1st through 7th of the month"),
+        ("0 0 1-5,10 * *", "at 00:00 on the 1st through 5th and 10th of the month"),
+        ("0 0 */2 * *", "at 00:00 on every 2nd day from the 1st through the 31st of the month"),
+        ("0 0 L * *", "at 00:00 on the last day of the month"),
+        ("0 0 15,L * *", "at 00:00 on the 15th and the last day of the month"),
+        ("0 0 22 * *", "at 00:00 on the 22nd of the month"),
+        // Days of the week: names, numbers (0 and 7 are Sunday), ranges, steps, nL, #n.
+        ("0 9 * * 1,3,5", "at 09:00 on Monday, Wednesday and Friday"),
+        ("0 12 * * SAT,SUN", "at 12:00 on Saturday and Sunday"),
+        ("0 12 * * 0", "at 12:00 on Sunday"),
+        ("0 12 * * 7", "at 12:00 on Sunday"),
+        ("0 12 * * 5-7", "at 12:00 on Friday through Sunday"),
+        ("0 12 * * sun-tue", "at 12:00 on Monday, Tuesday and Sunday"),
+        ("*/20 * * * 1-5", "every 20 minutes on Monday through Friday"),
+        ("0 22 * * 5L", "at 22:00 on the last Friday of the month"),
+        ("0 22 * * 0L", "at 22:00 on the last Sunday of the month"),
+        ("0 8 * * MON#1", "at 08:00 on the first Monday of the month"),
+        ("0 8 * * 2#3,FRI#5", "at 08:00 on the third Tuesday and the fifth Friday of the month"),
+        ("0 0 * * MON,5L", "at 00:00 on Monday and on the last Friday of the month"),
+        // Both day fields restricted: either matches ("or"); a field starting with * makes both needed.
+        ("0 0 1 * MON", "at 00:00 on the 1st of the month or on Monday"),
+        ("0 0 13 * FRI", "at 00:00 on the 13th of the month or on Friday"),
+        ("0 0 L * 5L", "at 00:00 on the last day of the month or on the last Friday of the month"),
+        ("0 0 LW * 1#2,3#2", "at 00:00 on the last weekday of the month or on the second Monday and the second Wednesday of the month"),
+        ("0 0 1-31 * MON", "at 00:00 every day"),
+        ("0 0 5 * 1-7", "at 00:00 every day"),
+        ("0 0 */2 * MON", "at 00:00 on every 2nd day from the 1st through the 31st of the month, if it is also Monday"),
+        ("0 0 1 * */2", "at 00:00 on the 1st of the month, if it is also Tuesday, Thursday, Saturday or Sunday"),
+        // Months.
+        ("0 0 1 */3 *", "at 00:00 on the 1st of the month in January, April, July and October"),
+        ("0 0 * 6-8 *", "at 00:00 every day in June through August"),
+        ("0 * * JAN *", "every hour in January"),
+        ("0 0 1 1 *", "at 00:00 on the 1st of January"),
+        ("0 0 29 FEB *", "at 00:00 on the 29th of February"),
+        ("0 0 * 1 MON#1", "at 00:00 on the first Monday of January"),
+        ("0 0 * 1 MON", "at 00:00 on Monday in January"),
+        ("0 0 1 1 MON", "at 00:00 on the 1st of the month or on Monday, in January"),
+        ("0 8 * JAN,APR,JUL,OCT MON#1", "at 08:00 on the first Monday of the month in January, April, July and October"),
+        ("0 0 1 3,4 *", "at 00:00 on the 1st of the month in March and April"),
+        // Macros read as what they stand for.
+        ("@yearly", "at 00:00 on the 1st of January"),
+        ("@annually", "at 00:00 on the 1st of January"),
+        ("@monthly", "at 00:00 on the 1st of the month"),
+        ("@weekly", "at 00:00 on Sunday"),
+        ("@daily", "at 00:00 every day"),
+        ("@midnight", "at 00:00 every day"),
+        ("@hourly", "every hour"),
+    ]
+
+    @Test(arguments: table)
+    func explainsEachConstruct(_ row: (String, String)) throws {
+        #expect(try CronExpression(row.0).explanation() == row.1, "\(row.0)")
+    }
+
+    @Test func theTableHasARowPerConstruct() {
+        #expect(Self.table.count >= 40)
+    }
+
+    @Test func theZoneIsAppendedWhenGiven() throws {
+        #expect(try CronExpression("0 9 * * MON-FRI").explanation(timeZone: "Europe/Berlin")
+            == "at 09:00 on Monday through Friday, Europe/Berlin")
+        #expect(try CronExpression("*/15 9-17 * * *").explanation(timeZone: "UTC") == "every 15 minutes from 09:00 to 17:45, UTC")
+    }
+
+    @Test func theSpellingDoesNotChangeTheSentence() throws {
+        // The sentence comes from the values, not the text.
+        let spellings = ["*/15 * * * *", "0,15,30,45 * * * *", "0-59/15 * * * *", "0/15 * * * *"]
+        #expect(Set(try spellings.map { try CronExpression($0).explanation() }) == ["every 15 minutes"])
+        #expect(try CronExpression("0 9 * * mon-fri").explanation() == CronExpression("0 9 * * 1-5").explanation())
+    }
+
+    @Test func whatTheParserRejectsHasNoExplanation() {
+        // `?` (Quartz) and `H` (Jenkins) are not cron: the parser refuses them, so nothing is explained.
+        #expect(cronError("0 0 ? * *") != nil)
+        #expect(cronError("H * * * *") != nil)
+    }
+
+    /// Every sentence of the table names only the hours it fires at: each fire of the next two days falls
+    /// on a clock time the sentence states or lies within a "from … to …" it states. A guard against a
+    /// pretty phrase that is wrong, for the rows with fixed times.
+    @Test func listedTimesAreFireTimes() throws {
+        for (expression, sentence) in Self.table where sentence.hasPrefix("at ") && !sentence.contains(" of hours")
+            && !sentence.contains("past") && !sentence.contains(" of minute") {
+            let cron = try CronExpression(expression)
+            let fires = cron.fires(after: utc("2026-01-01T00:00:00Z"), in: TimeZone(identifier: "UTC")!, count: 2000)
+            for fire in fires.prefix(50) {
+                let time = String(iso(fire).dropFirst(11).prefix(cron.hasSeconds ? 8 : 5))
+                let shown = cron.hasSeconds && time.hasSuffix(":00") && !sentence.contains(time) ? String(time.prefix(5)) : time
+                #expect(sentence.contains(shown), "\(expression): fires at \(time), not in \"\(sentence)\"")
+            }
+        }
+    }
+}
