@@ -58,6 +58,8 @@ final class Engine: @unchecked Sendable {
     let handlers: [String: HandlerEntry]
     let pools: Pools
     let logger: Logger
+    /// Called once on the loop thread when it has registered the worker and starts serving.
+    let onServing: [@Sendable () -> Void]
     private let clock = ContinuousClock()
 
     // MARK: State and its locking rule
@@ -109,8 +111,10 @@ final class Engine: @unchecked Sendable {
     private let loopExecutor = LoopExecutor()
     private var checkpointer: (any BackgroundWork)?
 
-    init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
+    init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger,
+         onServing: [@Sendable () -> Void] = []) {
         self.settings = settings
+        self.onServing = onServing
         self.store = store
         self.blockingTurns = store as? any ClaimTurnBlocking
         self.commitWatching = store as? any CommitWatching
@@ -237,6 +241,7 @@ final class Engine: @unchecked Sendable {
         } catch {
             logger.warning("WAL checkpoints stay in the commits: no background checkpoint connection", metadata: ["error": "\(error)"])
         }
+        for hook in onServing { hook() }
         var phase = Phase.running
         var nextPoll = clock.now
         var nextDue: ContinuousClock.Instant?

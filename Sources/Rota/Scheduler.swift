@@ -123,6 +123,7 @@ public final class Scheduler: Service, Sendable {
     private let registry = Mutex<[String: HandlerEntry]>([:])
     private let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?, queues: [String: Int])>((nil, nil, [:]))
     private let started = Atomic<Bool>(false)
+    private let servingHooks = Mutex<[@Sendable () -> Void]>([])
 
     /// Creates a scheduler over `store`. Register handlers, then call ``run()``.
     ///
@@ -331,6 +332,18 @@ public final class Scheduler: Service, Sendable {
         engineBox.withLock { $0.engine }?.wake()
     }
 
+    /// Calls `hook` once, when ``run()`` has registered this worker in the store and starts claiming: from
+    /// then on the scheduler serves its queues (a service manager's readiness, systemd's `READY=1`). It runs
+    /// on the scheduler's own thread: keep it short. Register hooks before ``run()``; a run that is shut
+    /// down before it could register its worker never calls them.
+    ///
+    /// ```swift
+    /// scheduler.onServing { logger.notice("serving") }
+    /// ```
+    public func onServing(_ hook: @escaping @Sendable () -> Void) {
+        servingHooks.withLock { $0.append(hook) }
+    }
+
     // MARK: Queries
 
     /// One task, or nil.
@@ -403,7 +416,8 @@ public final class Scheduler: Service, Sendable {
             shutdownGrace: configuration.shutdownGrace, cancelWait: configuration.cancelWait,
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),
             untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff)
-        let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger)
+        let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger,
+                            onServing: servingHooks.withLock { $0 })
         let pending = engineBox.withLock { box -> Duration? in
             // A serve(queue:concurrency:) between the snapshot above and now, applied before any later one
             // can reach the engine (the engine never takes this lock).
