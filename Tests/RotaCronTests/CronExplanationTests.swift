@@ -121,6 +121,80 @@ import Testing
         #expect(cronError("H * * * *") != nil)
     }
 
+    /// The natural time-of-day phrases say exactly when a day's fires are: for every row without a day or
+    /// month restriction whose phrase is one of them, the times the sentence describes (read back from its
+    /// words) are the times of the fires on 2026-01-01, no more and no fewer.
+    @Test func naturalTimePhrasesAreExact() throws {
+        var checked = 0
+        for (expression, sentence) in Self.table {
+            let time = sentence.hasSuffix(" every day") ? String(sentence.dropLast(" every day".count)) : sentence
+            guard let described = Self.secondsOfDay(described: time) else { continue }
+            let cron = try CronExpression(expression)
+            let midnight = utc("2026-01-01T00:00:00Z")
+            var actual = Set<Int>()
+            var cursor = midnight.addingTimeInterval(-1)
+            while let fire = cron.next(after: cursor, in: TimeZone(identifier: "UTC")!), fire < midnight.addingTimeInterval(86_400) {
+                actual.insert(Int(fire.timeIntervalSince(midnight)))
+                cursor = fire
+            }
+            #expect(actual == described, "\(expression): \"\(sentence)\" describes \(described.count) times, fires \(actual.count)")
+            checked += 1
+        }
+        #expect(checked >= 25)
+    }
+
+    /// The seconds of the day a natural time phrase describes, or `nil` for any other phrase.
+    static func secondsOfDay(described text: String) -> Set<Int>? {
+        func clock(_ t: Substring) -> Int? {
+            let parts = t.split(separator: ":").compactMap { Int($0) }
+            guard parts.count >= 2, parts.count == t.split(separator: ":").count else { return nil }
+            return parts[0] * 3600 + parts[1] * 60 + (parts.count == 3 ? parts[2] : 0)
+        }
+        var text = Substring(text)
+        var second = 0
+        if let range = text.range(of: ", at second ") {
+            guard let s = Int(text[range.upperBound...]) else { return nil }
+            second = s
+            text = text[..<range.lowerBound]
+        }
+        let units = ["second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600]
+        let words = text.split(separator: " ")
+        if words.first == "every" {
+            let (step, rest): (Int, ArraySlice<Substring>)
+            if words.count >= 2, let unit = units[String(words[1])] {
+                (step, rest) = (unit, words.dropFirst(2))
+            } else if words.count >= 3, let n = Int(words[1]), let unit = units[String(words[2])] {
+                (step, rest) = (n * unit, words.dropFirst(3))
+            } else {
+                return nil
+            }
+            if rest.isEmpty {
+                // From midnight, all day.
+                return Set(stride(from: 0, to: 86_400, by: step).map { $0 + second })
+            }
+            // "from A to B" pieces joined by "and".
+            var result = Set<Int>()
+            for piece in rest.split(separator: "and") {
+                guard piece.count == 4, piece[piece.startIndex] == "from", piece[piece.startIndex + 2] == "to",
+                      let from = clock(piece[piece.startIndex + 1]), let to = clock(piece[piece.startIndex + 3]) else { return nil }
+                result.formUnion(stride(from: from, through: to, by: step))
+            }
+            return result
+        }
+        if words.first == "at", text.hasSuffix(" past every hour") {
+            let list = text.dropFirst(3).dropLast(" past every hour".count)
+            let minutes = list.replacingOccurrences(of: " and ", with: ", ").replacingOccurrences(of: " minutes", with: "")
+                .replacingOccurrences(of: " minute", with: "").split(separator: ", ").compactMap { Int($0) }
+            return Set((0..<24).flatMap { h in minutes.map { h * 3600 + $0 * 60 + second } })
+        }
+        if words.first == "at" {
+            let list = text.dropFirst(3).replacingOccurrences(of: " and ", with: ", ").split(separator: ", ")
+            let times = list.compactMap(clock)
+            return times.count == list.count ? Set(times) : nil
+        }
+        return nil
+    }
+
     /// Every sentence of the table names only the hours it fires at: each fire of the next two days falls
     /// on a clock time the sentence states or lies within a "from … to …" it states. A guard against a
     /// pretty phrase that is wrong, for the rows with fixed times.
