@@ -60,6 +60,9 @@ final class Engine: @unchecked Sendable {
     let logger: Logger
     /// Called once on the loop thread when it has registered the worker and starts serving.
     let onServing: [@Sendable () -> Void]
+    /// When the loop last woke up to work (`DispatchTime` uptime nanoseconds); 0 before it serves and after
+    /// it stopped. Written by the loop thread only.
+    private let lastTurn = Atomic<UInt64>(0)
     private let clock = ContinuousClock()
 
     // MARK: State and its locking rule
@@ -214,6 +217,16 @@ final class Engine: @unchecked Sendable {
                             taskNames: allNames, concurrency: slots, startedAt: now, heartbeatAt: now)
     }
 
+    /// How long ago the loop last woke up to work, or `nil` when it is not serving (not started yet, or
+    /// stopped). While it serves it wakes at least every heartbeat interval (every store retry while the
+    /// store fails), so a much longer time means it is stuck.
+    var sinceLastTurn: Duration? {
+        let last = lastTurn.load(ordering: .relaxed)
+        guard last != 0 else { return nil }
+        let now = DispatchTime.now().uptimeNanoseconds
+        return .nanoseconds(Int64(now > last ? now - last : 0))
+    }
+
     /// The number of attempts in flight (for tests and stats).
     var runningCount: Int {
         lock.lock()
@@ -241,6 +254,7 @@ final class Engine: @unchecked Sendable {
         } catch {
             logger.warning("WAL checkpoints stay in the commits: no background checkpoint connection", metadata: ["error": "\(error)"])
         }
+        lastTurn.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
         for hook in onServing { hook() }
         var phase = Phase.running
         var nextPoll = clock.now
@@ -336,6 +350,7 @@ final class Engine: @unchecked Sendable {
                 stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval((deadline - now).seconds + 0.000_05))
             }
+            lastTurn.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let woke = shared.wakeRequested
             shared.wakeRequested = false
             if shared.commitEvent {
@@ -875,6 +890,7 @@ final class Engine: @unchecked Sendable {
     }
 
     private func finishLoop(flushing leftovers: [Completion]) {
+        lastTurn.store(0, ordering: .relaxed)
         if let checkpointer {
             checkpointer.stop()
             self.checkpointer = nil

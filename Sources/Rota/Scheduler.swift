@@ -352,6 +352,13 @@ public final class Scheduler: Service, Sendable {
     /// A task's finished attempts, in order (each with its outcome, error or result).
     public func attempts(of id: TaskID) async throws -> [AttemptRecord] { try await store.attempts(of: id) }
 
+    /// How long ago the running scheduler's loop last woke up to work, or `nil` when it is not serving (not
+    /// started, still registering its worker, or stopped). While it serves, the loop wakes at least every
+    /// ``Configuration/heartbeatInterval`` (every ``Configuration/maxStoreBackoff`` while the store fails), so
+    /// a time well above that means it is stuck: what a watchdog asks (`rota run` feeds systemd's only
+    /// while this stays under half of `WATCHDOG_USEC`).
+    public var loopIdleTime: Duration? { engineBox.withLock { $0.engine }?.sinceLastTurn }
+
     /// Attempts in flight in this scheduler right now.
     public var runningCount: Int { engineBox.withLock { $0.engine }?.runningCount ?? 0 }
 

@@ -104,7 +104,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         // systemd's watchdog (WatchdogSec=) is fed from the start: migrations can take a while.
         let notifier = SystemdNotifier()
-        let watchdog = notifier.startWatchdog()
+        let watchdog = notifier.startWatchdog(logger: Logger(label: "rota.run"))
         defer { watchdog?.cancel() }
         // Bad schedule files stop the start before anything is created or written.
         if let directory = schedules {
@@ -136,9 +136,20 @@ struct RunCommand: AsyncParsableCommand {
         configuration.leaseDuration = lease
         configuration.heartbeatInterval = min(configuration.heartbeatInterval, lease / 4)
         configuration.recoveryInterval = min(configuration.recoveryInterval, lease / 4)
+        if let watchdog = notifier.watchdogInterval {
+            // systemd's watchdog is fed while the scheduler's loop keeps turning: it turns at least every
+            // heartbeat, so a heartbeat every quarter of WATCHDOG_USEC leaves a quarter for a slow store call.
+            configuration.heartbeatInterval = min(configuration.heartbeatInterval, watchdog / 2)
+        }
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
         cron?.onFire { _ in scheduler.wake() }  // the store's own commits: nothing else tells the scheduler
+        if let watchdog = notifier.watchdogInterval {
+            notifier.watchdogCheck {
+                guard let idle = scheduler.loopIdleTime, idle >= watchdog else { return nil }
+                return "the scheduler's loop has not turned for \(idle) (a stuck store call?); systemd will restart rota"
+            }
+        }
         // READY=1 once the scheduler's loop serves: migrations are applied and the schedules loaded by then.
         let scheduleCount = cron == nil ? nil : try await store.schedules().filter(\.active).count
         scheduler.onServing {

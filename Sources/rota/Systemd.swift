@@ -16,6 +16,10 @@ final class SystemdNotifier: Sendable {
     let watchdogInterval: Duration?
     /// Whether `STOPPING=1` was sent (it is sent once).
     private let stopped = Mutex(false)
+    /// What the watchdog asks before each `WATCHDOG=1`: `nil` (healthy) or why not to ping.
+    private let healthCheck = Mutex<(@Sendable () -> String?)?>(nil)
+    /// Whether the last watchdog turn held its ping back (to log a change once).
+    private let holding = Mutex(false)
 
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from `environment`.
     init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -58,15 +62,29 @@ final class SystemdNotifier: Sendable {
         notify("STOPPING=1\nSTATUS=\(status)")
     }
 
-    /// Sends `WATCHDOG=1` every ``watchdogInterval`` until the returned timer is cancelled; `nil` when the
-    /// watchdog is off.
-    func startWatchdog() -> (any DispatchSourceTimer)? {
+    /// From now on each `WATCHDOG=1` is sent only while `check` returns `nil` (healthy); a reason not to
+    /// ping is logged once, when it starts.
+    func watchdogCheck(_ check: @escaping @Sendable () -> String?) {
+        healthCheck.withLock { $0 = check }
+    }
+
+    /// Sends `WATCHDOG=1` every ``watchdogInterval`` (while the ``watchdogCheck(_:)`` passes) until the
+    /// returned timer is cancelled; `nil` when the watchdog is off.
+    func startWatchdog(logger: Logger) -> (any DispatchSourceTimer)? {
         guard let interval = watchdogInterval else { return nil }
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rota.watchdog"))
         let nanoseconds = max(1_000_000, Int(interval.components.seconds) * 1_000_000_000
             + Int(interval.components.attoseconds / 1_000_000_000))
         timer.schedule(deadline: .now(), repeating: .nanoseconds(nanoseconds), leeway: .nanoseconds(nanoseconds / 10))
-        timer.setEventHandler { [self] in notify("WATCHDOG=1") }
+        timer.setEventHandler { [self] in
+            let problem = healthCheck.withLock { $0 }?()
+            let wasHolding = holding.withLock { held in defer { held = problem != nil }; return held }
+            if let problem {
+                if !wasHolding { logger.error("no watchdog ping: \(problem)") }
+                return
+            }
+            notify("WATCHDOG=1")
+        }
         timer.resume()
         return timer
     }

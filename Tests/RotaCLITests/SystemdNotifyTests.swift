@@ -1,4 +1,5 @@
 import Foundation
+import RotaSQLite
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,43 @@ struct SystemdNotifyTests {
         #expect(reloading.range(of: #"\nMONOTONIC_USEC=[0-9]+"#, options: .regularExpression) != nil, "\(reloading)")
         let second = try #require(messages.last { $0.hasPrefix("READY=1") })
         #expect(second.contains("schedules reloaded"), "\(second)")
+    }
+
+    /// The watchdog is fed only while the scheduler's loop turns: a loop stuck in a store call (here, waiting
+    /// for a write lock another process holds) gets no WATCHDOG=1, and systemd would restart it.
+    @Test func theWatchdogIsNotFedWhileTheSchedulersLoopIsStuck() async throws {
+        let workspace = try RunCommandTests.Workspace()
+        let listener = try NotifyListener(path: workspace.path("notify.sock"))
+        defer { listener.close() }
+        // WATCHDOG_USEC of 1 s: a ping every 0.5 s while the loop turned within 0.5 s (it heartbeats every 0.25 s).
+        let rota = try Rota.start(["run", "--db", workspace.db],
+                                  environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "1000000"])
+        try await listener.wait("READY=1") { announced($0).contains("READY=1") }
+        let ready = listener.messages.count
+        try await listener.wait("WATCHDOG=1 while serving") { announced(Array($0.dropFirst(ready))).contains("WATCHDOG=1") }
+
+        // Another process takes the write lock: the scheduler's next heartbeat waits in SQLite's busy handler (5 s).
+        let blocker = try Connection(path: workspace.db, options: .init(mode: .readWrite, quickCheck: false))
+        try blocker.execute("BEGIN EXCLUSIVE")
+        let stuck = try await waitForText(in: rota.err) { $0.contains("no watchdog ping: the scheduler's loop has not turned for") }
+        try blocker.execute("COMMIT")
+        #expect(stuck, "rota never held the watchdog back")
+        let held = listener.messages.count
+        try await listener.wait("WATCHDOG=1 once the loop turns again") { announced(Array($0.dropFirst(held))).contains("WATCHDOG=1") }
+
+        kill(rota.process.processIdentifier, SIGTERM)
+        let result = try await rota.finish(timeout: .seconds(120))
+        #expect(result.status == 0, "\(result)")
+    }
+
+    /// Waits (looking every 10 ms, at most 120 s) until the file's text satisfies `predicate`.
+    private func waitForText(in file: URL, _ predicate: (String) -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if predicate((try? String(contentsOf: file, encoding: .utf8)) ?? "") { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
     }
 
     @Test func anAbstractSocketNameStartingWithAtIsUsed() async throws {
