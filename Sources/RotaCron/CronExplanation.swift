@@ -100,7 +100,8 @@ struct CronExplainer {
                 let unit = step == 1 ? "every second" : "every \(step) seconds"
                 if fullHours && first == 0 { return unit }
                 if let ranges = hourRanges() {
-                    return unit + " " + ranges.map { "from " + clock($0[0], 0, first) + " to " + clock($0[$0.count - 1], 59, seconds[seconds.count - 1]) }
+                    let last = seconds[seconds.count - 1]
+                    return unit + " " + ranges.map { "from " + clock($0[0], 0, first) + " to " + clock($0[$0.count - 1], 59, last) }
                         .joined(separator: " and ")
                 }
             }
@@ -131,7 +132,8 @@ struct CronExplainer {
             let unit = step == 1 ? "every minute" : "every \(step) minutes"
             if fullHours && first == 0 { return unit + atSecond }
             if let ranges = hourRanges() {
-                return unit + " " + ranges.map { "from " + clock($0[0], first) + " to " + clock($0[$0.count - 1], minutes[minutes.count - 1]) }
+                let last = minutes[minutes.count - 1]
+                return unit + " " + ranges.map { "from " + clock($0[0], first) + " to " + clock($0[$0.count - 1], last) }
                     .joined(separator: " and ")
             }
         }
@@ -149,19 +151,23 @@ struct CronExplainer {
         var clauses: [String] = []
         let fullSeconds = seconds.count == 60, fullMinutes = minutes.count == 60
         if secondsShown {
-            clauses.append(fullSeconds ? "every second" : Self.field(seconds, "second", "seconds"))
+            clauses.append(fullSeconds ? "every second" : Self.field(seconds, "second", "seconds", period: 60))
         }
         if !(fullSeconds && fullMinutes) {
-            clauses.append(fullMinutes ? "every minute" : Self.field(minutes, "minute", "minutes"))
+            clauses.append(fullMinutes ? "every minute" : Self.field(minutes, "minute", "minutes", period: 60))
         }
         clauses.append(hours.count == 24 ? "every hour" : Self.field(hours, "hour", "hours"))
         let text = clauses.joined(separator: " of ")
         return text.hasPrefix("every ") ? text : "at " + text
     }
 
-    /// `minute 5`, `minutes 0, 15 and 30`, `minutes 0 through 10`, `every 2nd minute from 1 through 59`.
-    static func field(_ values: [Int], _ one: String, _ many: String) -> String {
+    /// `minute 5`, `minutes 0, 15 and 30`, `minutes 0 through 10`, `every 5 minutes` (every 5th of the
+    /// `period` from 0), `every 2nd minute from 1 through 59`.
+    static func field(_ values: [Int], _ one: String, _ many: String, period: Int? = nil) -> String {
         if values.count == 1 { return "\(one) \(values[0])" }
+        if let period, values.count > 2, let (step, first) = uniformStep(values, period), first == 0 {
+            return "every \(step) \(many)"
+        }
         if values.count >= 5, let (step, first) = arithmetic(values), step > 1 {
             return "every \(ordinal(step)) \(one) from \(first) through \(values[values.count - 1])"
         }

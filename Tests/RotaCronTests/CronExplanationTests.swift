@@ -32,6 +32,9 @@ import Testing
         ("0-10,30 9-17 * * *", "at minutes 0 through 10 and 30 of hours 9 through 17"),
         ("0 1,2,5,9,13,17,20 * * *", "at minute 0 of hours 1, 2, 5, 9, 13, 17 and 20"),
         ("*/7 9-17 * * *", "every 7th minute from 0 through 56 of hours 9 through 17"),
+        ("*/5 1,3,5,7 * * *", "every 5 minutes of hours 1, 3, 5 and 7"),
+        ("*/20 */2 * * *", "every 20 minutes of every 2nd hour from 0 through 22"),
+        ("10,20,50 */2 * * *", "at minutes 10, 20 and 50 of every 2nd hour from 0 through 22"),
         // The seconds field.
         ("* * * * * *", "every second"),
         ("*/10 * * * * *", "every 10 seconds"),
@@ -41,7 +44,8 @@ import Testing
         ("30 0,30 9 * * *", "at 09:00:30 and 09:30:30 every day"),
         ("*/10 * 9-17 * * *", "every 10 seconds from 09:00:00 to 17:59:50"),
         ("0,30 5 * * * *", "at seconds 0 and 30 of minute 5 of every hour"),
-        ("*/2 5 * * * *", "every 2nd second from 0 through 58 of minute 5 of every hour"),
+        ("*/2 5 * * * *", "every 2 seconds of minute 5 of every hour"),
+        ("1/2 5 * * * *", "every 2nd second from 1 through 59 of minute 5 of every hour"),
         // Days of the month: values, ranges, steps, L, LW.
         ("0 0 1,15 * *", "at 00:00 on the 1st and 15th of the month"),
         ("0 0 1-7 * *", "at 00:00 on the 1st through 7th of the month"),
@@ -199,7 +203,7 @@ import Testing
     /// on a clock time the sentence states or lies within a "from … to …" it states. A guard against a
     /// pretty phrase that is wrong, for the rows with fixed times.
     @Test func listedTimesAreFireTimes() throws {
-        for (expression, sentence) in Self.table where sentence.hasPrefix("at ") && !sentence.contains(" of hours")
+        for (expression, sentence) in Self.table where sentence.hasPrefix("at ") && !sentence.contains(" of hours") && !sentence.contains(" of every")
             && !sentence.contains("past") && !sentence.contains(" of minute") {
             let cron = try CronExpression(expression)
             let fires = cron.fires(after: utc("2026-01-01T00:00:00Z"), in: TimeZone(identifier: "UTC")!, count: 2000)
