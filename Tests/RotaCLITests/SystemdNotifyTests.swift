@@ -24,6 +24,10 @@ struct SystemdNotifyTests {
         try await listener.wait("WATCHDOG=1") { announced($0).contains("WATCHDOG=1") }
         kill(pid, SIGHUP)
         try await listener.wait("RELOADING=1, then READY=1") { announced($0).filter { $0 == "READY=1" }.count == 2 }
+        // A reload that the files refuse: the last good schedules go on, and systemd hears READY=1 all the same.
+        try "61 * * * *  bad  exec true\n".write(toFile: schedules + "/b.cron", atomically: true, encoding: .utf8)
+        kill(pid, SIGHUP)
+        try await listener.wait("RELOADING=1, then READY=1 again") { announced($0).filter { $0 == "READY=1" }.count == 3 }
         kill(pid, SIGTERM)
         try await listener.wait("STOPPING=1") { announced($0).contains("STOPPING=1") }
         let result = try await rota.finish(timeout: .seconds(120))
@@ -31,15 +35,35 @@ struct SystemdNotifyTests {
 
         let messages = listener.messages
         let events = announced(messages).filter { $0 != "WATCHDOG=1" }
-        #expect(events == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], "\(messages)")
+        #expect(events == ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], "\(messages)")
         #expect(messages.contains("WATCHDOG=1"), "\(messages)")
         // Each message is KEY=value lines: a STATUS= beside READY=1, a MONOTONIC_USEC= beside RELOADING=1.
         let first = try #require(messages.first { $0.hasPrefix("READY=1") })
         #expect(first.contains("\nSTATUS=serving queue default (4 slots), 1 schedule"), "\(first)")
         let reloading = try #require(messages.first { $0.hasPrefix("RELOADING=1") })
         #expect(reloading.range(of: #"\nMONOTONIC_USEC=[0-9]+"#, options: .regularExpression) != nil, "\(reloading)")
-        let second = try #require(messages.last { $0.hasPrefix("READY=1") })
-        #expect(second.contains("schedules reloaded"), "\(second)")
+        let readies = messages.filter { $0.hasPrefix("READY=1") }
+        #expect(readies[1].contains("; schedules reloaded"), "\(readies)")
+        #expect(readies[2].contains("; schedules not reloaded (errors); the last good ones stay"), "\(readies)")
+        let stopping = try #require(messages.first { $0.hasPrefix("STOPPING=1") })
+        #expect(stopping.contains("\nSTATUS=draining"), "\(stopping)")
+    }
+
+    /// Without --schedules a SIGHUP reloads nothing and does not end the process (systemctl reload is harmless).
+    @Test func withoutSchedulesSighupIsARoundOfReloadingAndReady() async throws {
+        let workspace = try RunCommandTests.Workspace()
+        let listener = try NotifyListener(path: workspace.path("notify.sock"))
+        defer { listener.close() }
+        let rota = try Rota.start(["run", "--db", workspace.db], environment: ["NOTIFY_SOCKET": listener.path])
+        try await listener.wait("READY=1") { announced($0).contains("READY=1") }
+        kill(rota.process.processIdentifier, SIGHUP)
+        try await listener.wait("READY=1 after the SIGHUP") { announced($0).filter { $0 == "READY=1" }.count == 2 }
+        #expect(rota.process.isRunning)
+        kill(rota.process.processIdentifier, SIGTERM)
+        let result = try await rota.finish(timeout: .seconds(120))
+        #expect(result.status == 0, "\(result)")
+        #expect(announced(listener.messages) == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], "\(listener.messages)")
+        #expect(listener.messages[2].contains("nothing to reload (no --schedules)"), "\(listener.messages)")
     }
 
     /// The watchdog is fed only while the scheduler's loop turns: a loop stuck in a store call (here, waiting
