@@ -43,7 +43,8 @@ struct SchedulesListCommand: AsyncParsableCommand {
             explanation, timezone, task, payload, queue, priority, max_attempts,
             timeout_seconds, missed, overlap, source, active, stored, next_fire_at,
             last_fire_at (instants in UTC ISO-8601, null when none). The explanation
-            is the expression in words, with its zone (as `rota next --explain`).
+            is the expression in words, with its zone (as `rota next --explain`); the
+            table's EXPLANATION column leaves the zone to the ZONE column.
 
             Examples:
               rota schedules --db /var/lib/rota/rota.db
@@ -98,7 +99,7 @@ struct SchedulesListCommand: AsyncParsableCommand {
         let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "EXPLANATION", "ACTIVE", "RUNS"]
         let table = rows.map { row in
             [row.spec.name, row.spec.timeZone, row.next.map(CronCLITime.utc) ?? "-", row.last.map(CronCLITime.utc) ?? "-",
-             row.spec.expression, row.explanation, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
+             row.spec.expression, row.explanation(withZone: false), row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
     }
@@ -166,10 +167,10 @@ struct CronCLIScheduleRow {
     var next: Date?
     var last: Date?
 
-    /// The expression in words, with its zone (``CronExpression/explanation(timeZone:)``); empty for an
-    /// expression this binary cannot parse (a database written by another version).
-    var explanation: String {
-        (try? CronExpression(spec.expression))?.explanation(timeZone: spec.timeZone) ?? ""
+    /// The expression in words (``CronExpression/explanation(timeZone:)``), with its zone for JSON (the table
+    /// has a column for it); empty for an expression this binary cannot parse (a database of another version).
+    func explanation(withZone: Bool) -> String {
+        (try? CronExpression(spec.expression))?.explanation(timeZone: withZone ? spec.timeZone : nil) ?? ""
     }
 
     /// What it runs: `exec PROGRAM ARGS…` or `task NAME PAYLOAD`.
@@ -193,7 +194,7 @@ struct CronCLIScheduleRow {
         .object([
             ("name", .string(spec.name)),
             ("expression", .string(spec.expression)),
-            ("explanation", .string(explanation)),
+            ("explanation", .string(explanation(withZone: true))),
             ("timezone", .string(spec.timeZone)),
             ("task", .string(spec.taskName)),
             ("payload", .raw(spec.payload)),
