@@ -61,6 +61,11 @@ final class Engine: @unchecked Sendable {
     let handlers: [String: HandlerEntry]
     let pools: Pools
     let logger: Logger
+    /// Called once on the loop thread when it has registered the worker and starts serving.
+    let onServing: [@Sendable () -> Void]
+    /// When the loop last woke up to work (`DispatchTime` uptime nanoseconds); 0 before it serves and after
+    /// it stopped. Written by the loop thread only.
+    private let lastTurn = Atomic<UInt64>(0)
     private let clock = ContinuousClock()
 
     // MARK: State and its locking rule
@@ -116,8 +121,10 @@ final class Engine: @unchecked Sendable {
     private let loopExecutor = LoopExecutor()
     private var checkpointer: (any BackgroundWork)?
 
-    init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger) {
+    init(settings: Settings, store: any TaskStore, handlers: [String: HandlerEntry], pools: Pools, logger: Logger,
+         onServing: [@Sendable () -> Void] = []) {
         self.settings = settings
+        self.onServing = onServing
         self.store = store
         self.blockingTurns = store as? any ClaimTurnBlocking
         self.flushesBesideClaims = store is any ConcurrentWriting
@@ -218,6 +225,16 @@ final class Engine: @unchecked Sendable {
                             taskNames: allNames, concurrency: slots, startedAt: now, heartbeatAt: now)
     }
 
+    /// How long ago the loop last woke up to work, or `nil` when it is not serving (not started yet, or
+    /// stopped). While it serves it wakes at least every heartbeat interval (every store retry while the
+    /// store fails), so a much longer time means it is stuck.
+    var sinceLastTurn: Duration? {
+        let last = lastTurn.load(ordering: .relaxed)
+        guard last != 0 else { return nil }
+        let now = DispatchTime.now().uptimeNanoseconds
+        return .nanoseconds(Int64(now > last ? now - last : 0))
+    }
+
     /// The number of attempts in flight (for tests and stats).
     var runningCount: Int {
         lock.lock()
@@ -245,6 +262,8 @@ final class Engine: @unchecked Sendable {
         } catch {
             logger.warning("WAL checkpoints stay in the commits: no background checkpoint connection", metadata: ["error": "\(error)"])
         }
+        lastTurn.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        for hook in onServing { hook() }
         var phase = Phase.running
         var nextPoll = clock.now
         var nextDue: ContinuousClock.Instant?
@@ -339,6 +358,7 @@ final class Engine: @unchecked Sendable {
                 stats.waits += 1
                 _ = lock.wait(until: Date().addingTimeInterval((deadline - now).seconds + 0.000_05))
             }
+            lastTurn.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let woke = shared.wakeRequested
             shared.wakeRequested = false
             let flushed = shared.flushOutcome
@@ -914,6 +934,7 @@ final class Engine: @unchecked Sendable {
     }
 
     private func finishLoop(flushing leftovers: [Completion]) {
+        lastTurn.store(0, ordering: .relaxed)
         if let checkpointer {
             checkpointer.stop()
             self.checkpointer = nil

@@ -127,6 +127,7 @@ public final class Scheduler: Service, Sendable {
     private let registry = Mutex<[String: HandlerEntry]>([:])
     private let engineBox = Mutex<(engine: Engine?, pendingGrace: Duration?, queues: [String: Int])>((nil, nil, [:]))
     private let started = Atomic<Bool>(false)
+    private let servingHooks = Mutex<[@Sendable () -> Void]>([])
 
     /// Creates a scheduler over `store`. Register handlers, then call ``run()``.
     ///
@@ -335,6 +336,18 @@ public final class Scheduler: Service, Sendable {
         engineBox.withLock { $0.engine }?.wake()
     }
 
+    /// Calls `hook` once, when ``run()`` has registered this worker in the store and starts claiming: from
+    /// then on the scheduler serves its queues (a service manager's readiness, systemd's `READY=1`). It runs
+    /// on the scheduler's own thread: keep it short. Register hooks before ``run()``; a run that is shut
+    /// down before it could register its worker never calls them.
+    ///
+    /// ```swift
+    /// scheduler.onServing { logger.notice("serving") }
+    /// ```
+    public func onServing(_ hook: @escaping @Sendable () -> Void) {
+        servingHooks.withLock { $0.append(hook) }
+    }
+
     // MARK: Queries
 
     /// One task, or nil.
@@ -342,6 +355,13 @@ public final class Scheduler: Service, Sendable {
 
     /// A task's finished attempts, in order (each with its outcome, error or result).
     public func attempts(of id: TaskID) async throws -> [AttemptRecord] { try await store.attempts(of: id) }
+
+    /// How long ago the running scheduler's loop last woke up to work, or `nil` when it is not serving (not
+    /// started, still registering its worker, or stopped). While it serves, the loop wakes at least every
+    /// ``Configuration/heartbeatInterval`` (every ``Configuration/maxStoreBackoff`` while the store fails), so
+    /// a time well above that means it is stuck: what a watchdog asks (`rota run` feeds systemd's only
+    /// while this stays under half of `WATCHDOG_USEC`).
+    public var loopIdleTime: Duration? { engineBox.withLock { $0.engine }?.sinceLastTurn }
 
     /// Attempts in flight in this scheduler right now.
     public var runningCount: Int { engineBox.withLock { $0.engine }?.runningCount ?? 0 }
@@ -408,7 +428,8 @@ public final class Scheduler: Service, Sendable {
             completionLinger: configuration.completionLinger, maxClaimBatch: max(1, configuration.maxClaimBatch),
             untilEmpty: configuration.untilEmpty, maxStoreBackoff: configuration.maxStoreBackoff,
             purgeFinishedAfter: configuration.purgeFinishedAfter)
-        let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger)
+        let engine = Engine(settings: settings, store: store, handlers: handlers, pools: pools, logger: logger,
+                            onServing: servingHooks.withLock { $0 })
         let pending = engineBox.withLock { box -> Duration? in
             // A serve(queue:concurrency:) between the snapshot above and now, applied before any later one
             // can reach the engine (the engine never takes this lock).

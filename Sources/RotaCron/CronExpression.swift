@@ -39,18 +39,18 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     /// The expression exactly as given to ``init(_:)``.
     public let text: String
 
-    // Bit masks of the accepted values of each field.
-    private let seconds: UInt64
-    private let minutes: UInt64
-    private let hours: UInt64
-    private let monthDays: UInt64 // bits 1...31
-    private let lastDay: Bool // L
-    private let lastWeekday: Bool // LW
-    private let months: UInt64 // bits 1...12
-    private let weekdays: UInt64 // bits 0...6
-    private let lastWeekdays: UInt64 // nL, bits 0...6
-    private let nthWeekdays: UInt64 // D#n, bit (n - 1) * 7 + D
-    private let daysCombineWithAnd: Bool
+    // Bit masks of the accepted values of each field (read by the explainer too).
+    let seconds: UInt64
+    let minutes: UInt64
+    let hours: UInt64
+    let monthDays: UInt64 // bits 1...31
+    let lastDay: Bool // L
+    let lastWeekday: Bool // LW
+    let months: UInt64 // bits 1...12
+    let weekdays: UInt64 // bits 0...6
+    let lastWeekdays: UInt64 // nL, bits 0...6
+    let nthWeekdays: UInt64 // D#n, bit (n - 1) * 7 + D
+    let daysCombineWithAnd: Bool
     private let followsWallClock: Bool
     private let sixFields: Bool
 

@@ -55,6 +55,10 @@ public final class Connection {
         public var quickCheck: Bool
         /// Enforce foreign keys.
         public var foreignKeys: Bool
+        /// The permission bits of a database file this connection creates (`.readWriteCreate` only), e.g.
+        /// `0o600` for the owner only; `nil` leaves it to SQLite (0644 less the umask). SQLite gives the
+        /// `-wal` and `-shm` files it creates later the database file's own mode. An existing file keeps its mode.
+        public var newFileMode: UInt16?
 
         /// Creates options; the defaults are the durable ones.
         public init(
@@ -62,13 +66,15 @@ public final class Connection {
             synchronous: Synchronous = .full,
             busyTimeout: Duration = .seconds(5),
             quickCheck: Bool = true,
-            foreignKeys: Bool = true
+            foreignKeys: Bool = true,
+            newFileMode: UInt16? = nil
         ) {
             self.mode = mode
             self.synchronous = synchronous
             self.busyTimeout = busyTimeout
             self.quickCheck = quickCheck
             self.foreignKeys = foreignKeys
+            self.newFileMode = newFileMode
         }
     }
 
@@ -100,6 +106,9 @@ public final class Connection {
         }
         if options.mode != .readWriteCreate, !FileManager.default.fileExists(atPath: path) {
             throw SQLiteError(extendedCode: SQLITE_CANTOPEN, message: "no database at \(path)")
+        }
+        if options.mode == .readWriteCreate, let fileMode = options.newFileMode {
+            Self.createEmptyFile(path, mode: fileMode)
         }
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -165,6 +174,17 @@ public final class Connection {
             cache.removeAll()
             sqlite3_close_v2(handle)
         }
+    }
+
+    /// Creates `path` as an empty file (an empty file is an empty database to SQLite) with exactly `mode`,
+    /// unless something exists there already. A path SQLite does not treat as a file (`:memory:`, empty, a
+    /// `file:` URI) is left alone; failures are left for SQLite's open to report.
+    private static func createEmptyFile(_ path: String, mode: UInt16) {
+        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file:") else { return }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
+        guard descriptor >= 0 else { return }
+        _ = fchmod(descriptor, mode_t(mode))  // the umask may have taken bits away
+        close(descriptor)
     }
 
     /// Finalizes the cached statements and closes the handle, when the checks at open refuse the file.

@@ -77,6 +77,10 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
 
     /// Opens the database at `path`, checks it and applies pending migrations.
     ///
+    /// A database file it creates is readable and writable by its owner only (mode 0600, as crontabs in
+    /// cron's spool), and so are its `-wal` and `-shm` files, which SQLite creates with the database's mode.
+    /// An existing file keeps its mode.
+    ///
     /// - Throws: ``RotaError`` `.database` when the file is not a SQLite database, is damaged, is read-only,
     ///   belongs to another application, or has a schema this binary refuses (newer, or a changed migration);
     ///   `.notFound` when `access` is not `.create` and there is no file. The file is left untouched.
@@ -97,7 +101,8 @@ public final class SQLiteTaskStore: TaskStore, ClaimTurnBlocking, @unchecked Sen
                 mode: configuration.access == .readOnly ? .readOnly : (configuration.access == .create ? .readWriteCreate : .readWrite),
                 synchronous: configuration.durability == .full ? .full : .normal,
                 busyTimeout: configuration.busyTimeout,
-                quickCheck: configuration.quickCheck)
+                quickCheck: configuration.quickCheck,
+                newFileMode: 0o600)  // it holds commands, payloads and their output: the owner's only
             db = try Connection(path: path, options: options)
             let status = try Migrator.status(of: db, against: Self.migrations)
             if configuration.access == .readOnly {

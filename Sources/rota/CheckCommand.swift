@@ -17,6 +17,13 @@ struct CheckCommand: AsyncParsableCommand {
             behind this binary. The counts go wrong only if the file is edited by hand;
             --recount rebuilds them.
 
+            Warns (a "rota: warning:" line on stderr, and "warnings" in JSON; the exit
+            status is unchanged) about a database file, or its -wal or -shm file, that
+            its group or others can read or write: it holds commands, payloads and
+            their output (rota creates it 0600). With --schedules DIR, also about DIR
+            and its schedule files when group or others can write them: they choose
+            what runs.
+
             On PostgreSQL (--db postgres://...) it reports the schema version (applied,
             known to this binary, pending migrations) and the counts; integrity, file
             and WAL sizes are the server's business and are not shown. JSON adds
@@ -28,6 +35,7 @@ struct CheckCommand: AsyncParsableCommand {
               rota check --json --db /var/lib/rota/rota.db
               rota check --recount
               rota check --db postgres://rota@db.internal/rota
+              rota check --db /var/lib/rota/rota.db --schedules /etc/rota/schedules
             """
     )
 
@@ -37,8 +45,22 @@ struct CheckCommand: AsyncParsableCommand {
     @Flag(help: "Rebuild the task counts behind `rota stats` and the batch totals from the tasks table (one short write).")
     var recount = false
 
+    @Option(name: .long, help: ArgumentHelp("Also warn when group or others can write this schedules directory (or file) or its files.", valueName: "dir"))
+    var schedules: String?
+
+    /// The permission warnings (``PermissionCheck``): the SQLite database's files, and `--schedules`.
+    func permissionWarnings() throws -> [String] {
+        (global.isPostgres ? [] : PermissionCheck.database(global.db)) + (try schedules.map(PermissionCheck.schedules) ?? [])
+    }
+
+    /// Prints each warning on stderr as `rota: warning: …`.
+    func printWarnings(_ warnings: [String]) {
+        for warning in warnings { printError("warning: " + warning) }
+    }
+
     func run() async throws {
         if global.isPostgres { return try await checkPostgres() }
+        let scheduleWarnings = try schedules.map(PermissionCheck.schedules) ?? []
         if recount {
             let fixed = try global.openStore(.existing, quickCheck: false).recount()
             FileHandle.standardError.write(Data("rota: task counts rebuilt (\(fixed) were wrong)\n".utf8))
@@ -51,6 +73,7 @@ struct CheckCommand: AsyncParsableCommand {
         let wal = store.walSizeBytes()
         let size = (try? FileManager.default.attributesOfItem(atPath: global.db)[.size] as? NSNumber)?.int64Value ?? 0
         let ok = integrity == ["ok"] && version.applied == version.known && mismatches.isEmpty && batchMismatches.isEmpty
+        let warnings = PermissionCheck.database(global.db) + scheduleWarnings
         if output.json {
             printJSON(.object([
                 ("ok", .bool(ok)),
@@ -68,6 +91,7 @@ struct CheckCommand: AsyncParsableCommand {
                 })),
                 ("file_size_bytes", .int(size)),
                 ("wal_size_bytes", .int(wal)),
+                ("warnings", .array(warnings.map { .string($0) })),
             ]))
         } else {
             let terminal = Terminal.current
@@ -89,6 +113,7 @@ struct CheckCommand: AsyncParsableCommand {
                 "WAL size   \(Self.bytes(wal))",
             ])
         }
+        printWarnings(warnings)
         if !ok { throw ExitCode(ExitCodes.failure) }
     }
 
@@ -100,6 +125,7 @@ struct CheckCommand: AsyncParsableCommand {
             let fixed = try await global.withPostgres(.existing) { try await $0.recount() }
             FileHandle.standardError.write(Data("rota: task counts rebuilt (\(fixed) were wrong)\n".utf8))
         }
+        let warnings = try permissionWarnings()
         // The status is read without the store's own schema check, which refuses a schema that is behind.
         let store = try await global.openPostgres(.readOnly, checkSchema: false)
         let configuration = store.configuration
@@ -134,6 +160,7 @@ struct CheckCommand: AsyncParsableCommand {
                     .object([("batch", .string($0.batch)), ("field", .string($0.field)),
                              ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
                 })),
+                ("warnings", .array(warnings.map { .string($0) })),
             ]))
         } else {
             let terminal = Terminal.current
@@ -153,6 +180,7 @@ struct CheckCommand: AsyncParsableCommand {
                 "schema     \(schema)",
             ])
         }
+        printWarnings(warnings)
         if !ok { throw ExitCode(ExitCodes.failure) }
     }
 

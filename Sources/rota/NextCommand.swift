@@ -16,6 +16,9 @@ struct NextCommand: ParsableCommand {
             day-of-month month day-of-week), 6 with leading seconds, or @yearly
             @monthly @weekly @daily @hourly. Quote it, or the shell expands '*'.
 
+            --explain first prints the expression in words, on a line of its own
+            (e.g. "at 09:00 on Monday through Friday, Europe/Berlin").
+
             An invalid expression or unknown zone exits 2 with the reason on stderr and
             nothing on stdout. If the expression matches nothing within 50 years, fewer
             instants are printed, with a note on stderr.
@@ -25,6 +28,7 @@ struct NextCommand: ParsableCommand {
               rota next '30 2 * * *' --tz America/New_York --local \\
                   --from 2026-03-07T00:00:00-05:00 --count 3
               rota next @hourly --count 100000 | tail -1
+              rota next '0 18 LW * *' --explain --count 1
             """
     )
 
@@ -42,6 +46,9 @@ struct NextCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Also print each instant on the zone's wall clock, with its UTC offset and weekday.")
     var local = false
+
+    @Flag(name: .long, help: "First print the expression in words (its explanation), on a line of its own.")
+    var explain = false
 
     /// The largest `--count`.
     static let maximumCount = 100_000
@@ -77,7 +84,7 @@ struct NextCommand: ParsableCommand {
             start = Date()
         }
         let fires = cron.fires(after: start, in: zone, count: count)
-        var out = ""
+        var out = explain ? cron.explanation(timeZone: tz) + "\n" : ""
         out.reserveCapacity(fires.count * (local ? 60 : 21))
         for fire in fires {
             out += CronCLITime.utc(fire)

@@ -106,23 +106,31 @@ struct RunCommand: AsyncParsableCommand {
                 """)
         }
         let level = Logger.Level(rawValue: logLevel) ?? .notice
+        // Under systemd, stderr is the journal, which stamps every line itself: no timestamp of ours.
+        let journal = JournalLogHandler.stderrIsJournal()
         LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
+        // systemd's watchdog (WatchdogSec=) is fed from the start: migrations can take a while.
+        let notifier = SystemdNotifier()
+        let watchdog = notifier.startWatchdog(logger: Logger(label: "rota.run"))
+        defer { watchdog?.cancel() }
         // Bad schedule files stop the start before anything is created or written.
         if let directory = schedules {
             let loaded = ScheduleLoading.load(directory: directory)
             if !loaded.isValid { throw scheduleErrors(loaded.errors, directory: directory) }
         }
         try await global.withStore(.create, durability: durability == .full ? .full : .normal) { store in
-            try await run(on: store)
+            try await run(on: store, notifier: notifier)
         }
     }
 
-    /// Runs the scheduler (and the schedules) on `store` until it is stopped, or empty with `--until-empty`.
-    private func run(on store: any TaskStore) async throws {
+    /// Runs the scheduler (and the schedules) on `store` until it is stopped, or empty with `--until-empty`,
+    /// telling systemd (through `notifier`) when it serves, reloads and stops.
+    private func run(on store: any TaskStore, notifier: SystemdNotifier) async throws {
         var cron: ScheduleService?
         if let schedules { cron = try await loadSchedules(from: schedules, store: store) }
         // Without --queue: `default`, and every queue the loaded schedules enqueue into.
@@ -143,28 +151,60 @@ struct RunCommand: AsyncParsableCommand {
         if let purgeAfter {
             configuration.purgeFinishedAfter = .milliseconds(try TimeText.parseDuration(purgeAfter, field: "--purge-after"))
         }
+        if let watchdog = notifier.watchdogInterval {
+            // systemd's watchdog is fed while the scheduler's loop keeps turning: it turns at least every
+            // heartbeat, so a heartbeat every quarter of WATCHDOG_USEC leaves a quarter for a slow store call.
+            configuration.heartbeatInterval = min(configuration.heartbeatInterval, watchdog / 2)
+        }
         let scheduler = Scheduler(store: store, configuration: configuration, logger: Logger(label: "rota.run"))
         try scheduler.registerExec()
         cron?.onFire { _ in scheduler.wake() }  // the store's own commits: nothing else tells the scheduler
+        if let watchdog = notifier.watchdogInterval {
+            notifier.watchdogCheck {
+                guard let idle = scheduler.loopIdleTime, idle >= watchdog else { return nil }
+                return "the scheduler's loop has not turned for \(idle) (a stuck store call?); systemd will restart rota"
+            }
+        }
+        // READY=1 once the scheduler's loop serves: migrations are applied and the schedules loaded by then.
+        let scheduleCount = cron == nil ? nil : try await store.schedules().filter(\.active).count
+        scheduler.onServing {
+            notifier.ready(status: "serving \(RunCommand.describe(scheduler.servedQueues))"
+                + (scheduleCount.map { ", \($0) schedule\($0 == 1 ? "" : "s")" } ?? ""))
+        }
         // SIGTERM or SIGINT: the service group shuts its services down gracefully (the scheduler drains
         // with --grace, then the schedules stop firing). The group listens for the first signal only; the
         // second one ends the grace at once. (Counted here too: if it comes before the group has acted on
         // the first, the group's graceful shutdown cannot lengthen a grace already ended.)
         let escalation = SignalHandler(signals: [SIGTERM, SIGINT]) { count in
+            if count == 1 { notifier.stopping(status: "draining: no new claims, running tasks finish") }
             if count >= 2 { scheduler.shutdown(grace: .zero) }
         }
         // SIGHUP reloads the schedule files; a directory with errors keeps the last good schedules. Without
-        // --queue, a queue that a reloaded schedule enqueues into is served from then on.
+        // --queue, a queue that a reloaded schedule enqueues into is served from then on. Without --schedules
+        // there is nothing to reload (and SIGHUP does not end the process). systemd hears RELOADING=1 before
+        // and READY=1 after.
         let servesScheduleQueues = queues.isEmpty
         let (hangups, hangupSeen) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let hangup = cron.map { _ in SignalHandler(signals: [SIGHUP]) { _ in hangupSeen.yield() } }
-        let reloads = cron.map { cron in
-            Task { [concurrency] in
-                // One reload at a time, in the order the signals came.
-                for await _ in hangups {
-                    guard case .synced? = try? await cron.reload(), servesScheduleQueues else { continue }
-                    await serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
+        let hangup = SignalHandler(signals: [SIGHUP]) { _ in hangupSeen.yield() }
+        let reloads = Task { [concurrency, cron] in
+            // One reload at a time, in the order the signals came.
+            for await _ in hangups {
+                notifier.reloading()
+                var outcome = "nothing to reload (no --schedules)"
+                if let cron {
+                    let reloaded = try? await cron.reload()
+                    if case .synced? = reloaded {
+                        outcome = "schedules reloaded"
+                        if servesScheduleQueues {
+                            await serveNewScheduleQueues(store: store, scheduler: scheduler, concurrency: concurrency)
+                        }
+                    } else {
+                        outcome = "schedules not reloaded (errors); the last good ones stay"
+                    }
+                } else {
+                    Logger(label: "rota.run").notice("SIGHUP: no --schedules, nothing to reload")
                 }
+                notifier.ready(status: "serving \(RunCommand.describe(scheduler.servedQueues)); \(outcome)")
             }
         }
         // Services stop in reverse order: the scheduler drains first, then the schedules stop firing. The
@@ -177,11 +217,25 @@ struct RunCommand: AsyncParsableCommand {
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "rota.run")))
         defer {
             escalation.cancel()
-            hangup?.cancel()
+            hangup.cancel()
             hangupSeen.finish()
-            reloads?.cancel()
+            reloads.cancel()
         }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            notifier.stopping(status: "stopping: \(error)")
+            throw error
+        }
+        notifier.stopping(status: "stopped")  // --until-empty, or already sent at SIGTERM/SIGINT
+    }
+
+    /// `queue default (4 slots)`, `queues default, mail (4 slots each)`: what `STATUS=` says is served.
+    static func describe(_ queues: [String: Int]) -> String {
+        let names = queues.keys.sorted().joined(separator: ", ")
+        let slots = Set(queues.values)
+        let each = slots.count == 1 ? " (\(slots.first!) slot\(slots.first! == 1 ? "" : "s")\(queues.count > 1 ? " each" : ""))" : ""
+        return "queue\(queues.count == 1 ? "" : "s") \(names)\(each)"
     }
 }
 

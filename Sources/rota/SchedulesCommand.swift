@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Rota
+import RotaCron
 import RotaPostgresStore
 
 /// `rota schedules`: what is scheduled (from the database, or from schedule files), and `rota schedules check`.
@@ -39,9 +40,11 @@ struct SchedulesListCommand: AsyncParsableCommand {
             shown.
 
             --json prints an array of objects with the fields name, expression,
-            timezone, task, payload, queue, priority, max_attempts, timeout_seconds,
-            missed, overlap, source, active, next_fire_at, last_fire_at (instants in
-            UTC ISO-8601, null when none).
+            explanation, timezone, task, payload, queue, priority, max_attempts,
+            timeout_seconds, missed, overlap, source, active, stored, next_fire_at,
+            last_fire_at (instants in UTC ISO-8601, null when none). The explanation
+            is the expression in words, with its zone (as `rota next --explain`); the
+            table's EXPLANATION column leaves the zone to the ZONE column.
 
             Examples:
               rota schedules --db /var/lib/rota/rota.db
@@ -93,10 +96,10 @@ struct SchedulesListCommand: AsyncParsableCommand {
             printError(schedules == nil ? "no schedules in \(global.displayName)" : "no schedules in \(schedules!)")
             return
         }
-        let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "ACTIVE", "RUNS"]
+        let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "EXPLANATION", "ACTIVE", "RUNS"]
         let table = rows.map { row in
             [row.spec.name, row.spec.timeZone, row.next.map(CronCLITime.utc) ?? "-", row.last.map(CronCLITime.utc) ?? "-",
-             row.spec.expression, row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
+             row.spec.expression, row.explanation(withZone: false), row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
     }
@@ -164,6 +167,12 @@ struct CronCLIScheduleRow {
     var next: Date?
     var last: Date?
 
+    /// The expression in words (``CronExpression/explanation(timeZone:)``), with its zone for JSON (the table
+    /// has a column for it); empty for an expression this binary cannot parse (a database of another version).
+    func explanation(withZone: Bool) -> String {
+        (try? CronExpression(spec.expression))?.explanation(timeZone: withZone ? spec.timeZone : nil) ?? ""
+    }
+
     /// What it runs: `exec PROGRAM ARGS…` or `task NAME PAYLOAD`.
     var runs: String {
         let text: String
@@ -185,6 +194,7 @@ struct CronCLIScheduleRow {
         .object([
             ("name", .string(spec.name)),
             ("expression", .string(spec.expression)),
+            ("explanation", .string(explanation(withZone: true))),
             ("timezone", .string(spec.timeZone)),
             ("task", .string(spec.taskName)),
             ("payload", .raw(spec.payload)),

@@ -15,6 +15,17 @@ import Testing
         #expect(run.stderr.isEmpty)
     }
 
+    @Test func explainPrintsTheExpressionInWordsBeforeTheInstants() throws {
+        // Friday 2026-11-27 12:00Z: Monday and Tuesday 09:00 in Berlin (UTC+1 in winter).
+        let run = try next("0 9 * * MON-FRI", "--tz", "Europe/Berlin", "--explain", "--from", "2026-11-27T12:00:00Z", "--count", "2")
+        #expect(run.status == 0, "\(run)")
+        #expect(run.lines == ["at 09:00 on Monday through Friday, Europe/Berlin", "2026-11-30T08:00:00Z", "2026-12-01T08:00:00Z"])
+        let lastWeekday = try next("0 18 LW * *", "--explain", "--from", "2026-11-27T12:00:00Z", "--count", "1")
+        #expect(lastWeekday.lines == ["at 18:00 on the last weekday of the month, UTC", "2026-11-30T18:00:00Z"], "\(lastWeekday)")
+        let office = try next("*/15", "9-17", "*", "*", "*", "--explain", "--count", "1")
+        #expect(office.lines.first == "every 15 minutes from 09:00 to 17:45, UTC", "\(office)")
+    }
+
     @Test func isStrictlyAfterFrom() throws {
         let run = try next("@daily", "--from", "2026-01-01T00:00:00Z", "--count", "2")
         #expect(run.lines == ["2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"], "\(run)")

@@ -113,6 +113,7 @@ import Rota
         #expect(rows.map { $0["name"] as? String } == ["every-minute", "morning", "going"])
         let minute = rows[0]
         #expect(minute["expression"] as? String == "* * * * *")
+        #expect(minute["explanation"] as? String == "every minute, UTC")
         #expect(minute["timezone"] as? String == "UTC")
         #expect(minute["task"] as? String == "exec")
         #expect((minute["payload"] as? [String: [String]]) == ["argv": ["echo", "hello world"]])
@@ -127,6 +128,7 @@ import Rota
         #expect(minute["next_fire_at"] as? String == "2027-01-15T08:02:00Z")
         let morning = rows[1]
         #expect(morning["timezone"] as? String == "Europe/London")
+        #expect(morning["explanation"] as? String == "at 09:00 every day, Europe/London")
         #expect(morning["task"] as? String == "mail.digest")
         #expect((morning["payload"] as? [String: String]) == ["to": "all"])
         #expect(morning["queue"] as? String == "mail")
@@ -139,7 +141,7 @@ import Rota
         #expect(going["active"] as? Bool == false)
         #expect(going["next_fire_at"] is NSNull)
         #expect(Set(minute.keys) == [
-            "name", "expression", "timezone", "task", "payload", "queue", "priority", "max_attempts", "timeout_seconds",
+            "name", "expression", "explanation", "timezone", "task", "payload", "queue", "priority", "max_attempts", "timeout_seconds",
             "missed", "overlap", "source", "active", "stored", "next_fire_at", "last_fire_at",
         ])
     }
@@ -155,6 +157,9 @@ import Rota
         #expect(run.lines[1].contains("2027-01-15T08:02:00Z  2027-01-15T08:01:00Z"))
         #expect(run.lines[1].hasSuffix(#"exec echo 'hello world'"#), "\(run)")
         #expect(run.lines[2].contains("Europe/London"))
+        #expect(run.lines[0].contains("EXPRESSION  EXPLANATION"), "\(run)")
+        #expect(run.lines[1].contains("* * * * *   every minute  "), "\(run)")
+        #expect(run.lines[2].contains("at 09:00 every day  "), "\(run)")
         #expect(run.lines[3].hasPrefix("going") && run.lines[3].contains(" no "))
     }
 

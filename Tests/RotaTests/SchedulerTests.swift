@@ -24,6 +24,35 @@ struct SchedulerTests {
         #expect(attempts.map(\.outcome) == [.succeeded])
     }
 
+    /// `onServing` hooks run once, after the worker is registered and before the first task runs (what
+    /// `rota run` turns into systemd's READY=1).
+    @Test(arguments: StoreKind.all) func servingHooksRunOnceAfterTheWorkerIsRegistered(_ kind: StoreKind) async throws {
+        let db = try kind.database()
+        let store = try db.store()
+        let scheduler = Scheduler(store: store, configuration: testConfiguration(), logger: testLogger)
+        let calls = Mutex(0)
+        let serving = Event()
+        scheduler.onServing {
+            calls.withLock { $0 += 1 }
+            serving.fulfill()
+        }
+        let ranAfter = Mutex<Bool?>(nil)
+        let ran = Event()
+        try scheduler.register("ping") { (_: Empty, _) in
+            ranAfter.withLock { $0 = calls.withLock { $0 } == 1 }
+            ran.fulfill()
+            return Empty()
+        }
+        let running = RunningScheduler(scheduler)
+        try await within(.seconds(600), "the serving hook") { await serving.wait() }
+        #expect(try await store.workers().contains { $0.id == scheduler.workerID })
+        _ = try await scheduler.enqueue(TaskSpec(name: "ping"))
+        try await within(.seconds(600), "the handler") { await ran.wait() }
+        try await running.stop()
+        #expect(calls.withLock { $0 } == 1)
+        #expect(ranAfter.withLock { $0 } == true)
+    }
+
     /// A queue added while the scheduler runs is claimed from its next turn and shows in the worker row;
     /// a concurrency of 0 stops claiming from a queue.
     @Test(arguments: StoreKind.all) func aQueueServedWhileRunningIsClaimedFromAndZeroStopsClaiming(_ kind: StoreKind) async throws {
