@@ -278,6 +278,8 @@ extension FileChangeWatcher {
         static let directoryMask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
             | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
         /// The changes of a directory entry that count as a change of the watched file.
+        /// Microseconds the thread rests after a report (see ``run()``).
+        static let coalescePause: useconds_t = 1_000
         static let fileMask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
 
         let inotify: Int32
@@ -353,7 +355,14 @@ extension FileChangeWatcher {
                     degraded = true  // POLLERR/POLLNVAL: never expected from an inotify descriptor
                     changed = true
                 }
-                if changed, !stopped { onChange() }
+                if changed, !stopped {
+                    onChange()
+                    // A commit is many writes, each an event when read at once: a moment's pause lets the
+                    // kernel merge the rest of them into one (identical unread events coalesce), so a busy
+                    // writer costs about one wake-up per commit, not one per page. Changes that come during it
+                    // are reported right after it.
+                    usleep(Self.coalescePause)
+                }
             }
             let close = lifecycle.withLock { state in
                 guard case .detached = state else { return false }
