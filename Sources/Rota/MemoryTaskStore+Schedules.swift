@@ -58,15 +58,17 @@ extension MemoryTaskStore {
         }
     }
 
-    /// A spec as the schedules table gives it back: the timeout in whole milliseconds.
+    /// A spec as the schedules table gives it back: the timeout and the jitter in whole milliseconds.
     static func stored(_ spec: ScheduleSpec) -> ScheduleSpec {
         var spec = spec
         spec.timeout = spec.timeout.map { .milliseconds($0.milliseconds) }
+        spec.jitter = spec.jitter.map { .milliseconds($0.milliseconds) }
         return spec
     }
 
     /// Fires every active schedule due at `now`, in the order the schedules were first stored (see
-    /// ``TaskStore/fireDueSchedules(now:plan:)``); a schedule with overlap `skip` fires only its latest planned
+    /// ``TaskStore/fireDueSchedules(now:plan:)``); each task runs at its fire instant plus the schedule's
+    /// jitter delay (``ScheduleSpec/runAt(forFire:)``); a schedule with overlap `skip` fires only its latest planned
     /// instant, and nothing while its latest task is unfinished. `plan` runs under the store's lock: it must
     /// not call the store.
     public func fireDueSchedules(now: Date, plan: @escaping @Sendable (ScheduleRecord) -> FirePlan) async throws -> [EnqueueResult] {
@@ -91,7 +93,7 @@ extension MemoryTaskStore {
                     let id = state.nextTaskID()
                     state.insert(StoredTask(
                         id: id, name: spec.taskName, queue: spec.queue, payload: spec.payload, priority: spec.priority,
-                        runAt: fire, maxAttempts: spec.maxAttempts, timeoutMs: spec.timeout?.milliseconds,
+                        runAt: fire + spec.delayMillis(forFire: Date(unixMillis: fire)), maxAttempts: spec.maxAttempts, timeoutMs: spec.timeout?.milliseconds,
                         schedule: spec.name, fireAt: fire, createdAt: nowMs))
                     results.append(EnqueueResult(id: id, inserted: true))
                 }

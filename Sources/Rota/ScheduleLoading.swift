@@ -27,7 +27,7 @@ public enum ScheduleLoading {
     /// - `exec PROGRAM ARGS…` becomes the task ``execTaskName`` with the payload `{"argv":[…]}`;
     ///   `task NAME JSON` becomes the task `NAME` with that payload.
     /// - Unset options take Rota's defaults: ``defaultMaxAttempts`` attempts, priority ``defaultPriority``,
-    ///   no timeout. Zone, queue, missed-run and overlap policies are copied (the parser applied their defaults).
+    ///   no timeout, no jitter. Zone, queue, missed-run and overlap policies and the jitter are copied (the parser applied their defaults).
     /// - ``ScheduleSpec/source`` is `file:line`.
     /// - Parameter definition: A schedule as read by ``ScheduleFiles``.
     /// - Returns: The spec to store.
@@ -48,7 +48,7 @@ public enum ScheduleLoading {
             priority: definition.priority ?? defaultPriority,
             maxAttempts: definition.maxAttempts ?? defaultMaxAttempts,
             timeout: definition.timeoutSeconds.map { .seconds($0) },
-            missed: definition.missed, overlap: definition.overlap,
+            missed: definition.missed, overlap: definition.overlap, jitter: definition.jitter,
             source: definition.file.isEmpty ? nil : "\(definition.file):\(definition.line)")
     }
 

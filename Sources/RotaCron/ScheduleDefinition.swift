@@ -104,6 +104,9 @@ public struct ScheduleDefinition: Sendable, Hashable, Codable {
     public var missed: MissedRunPolicy
     /// The overlap policy (default ``OverlapPolicy/allow``).
     public var overlap: OverlapPolicy
+    /// The most each fire's task is delayed, in whole seconds (`JITTER=`/`jitter=`), or `nil` for no delay.
+    /// The delay of one fire is fixed by the schedule's name and the fire instant (see `FireJitter` in Rota).
+    public var jitterSeconds: Int?
     /// The file the schedule was read from.
     public var file: String
     /// The 1-based line of the schedule in ``file``.
@@ -121,12 +124,14 @@ public struct ScheduleDefinition: Sendable, Hashable, Codable {
     ///   - priority: Priority of fired tasks, `nil` for the default.
     ///   - missed: Missed-run policy.
     ///   - overlap: Overlap policy.
+    ///   - jitterSeconds: The most a fire's task is delayed, in seconds, `nil` for none.
     ///   - file: Source file.
     ///   - line: Source line (1-based).
     public init(
         name: String, expression: String, timeZone: String = "UTC", queue: String = ScheduleFiles.defaultQueue,
         action: ScheduleAction, maxAttempts: Int? = nil, timeoutSeconds: Int? = nil, priority: Int? = nil,
-        missed: MissedRunPolicy = .skip, overlap: OverlapPolicy = .allow, file: String = "", line: Int = 0
+        missed: MissedRunPolicy = .skip, overlap: OverlapPolicy = .allow, jitterSeconds: Int? = nil,
+        file: String = "", line: Int = 0
     ) {
         self.name = name
         self.expression = expression
@@ -138,9 +143,13 @@ public struct ScheduleDefinition: Sendable, Hashable, Codable {
         self.priority = priority
         self.missed = missed
         self.overlap = overlap
+        self.jitterSeconds = jitterSeconds
         self.file = file
         self.line = line
     }
+
+    /// ``jitterSeconds`` as a `Duration`.
+    public var jitter: Duration? { jitterSeconds.map { .seconds($0) } }
 
     /// ``timeoutSeconds`` as a `Duration`.
     public var timeout: Duration? { timeoutSeconds.map { .seconds($0) } }

@@ -43,11 +43,13 @@ public struct ScheduleFileError: Error, CustomStringConvertible, Sendable, Equat
 /// - Settings (`KEY=value`, keys in capitals): `TZ` (alias `CRON_TZ`; an IANA zone, default `UTC`), `QUEUE`
 ///   (default `default`), `RETRIES` (alias `ATTEMPTS`; the maximum number of attempts, ≥ 1), `TIMEOUT`
 ///   (a duration), `MISSED` (`skip` | `once` | `all` | `all:N`), `OVERLAP` (`allow` | `skip`), `PRIORITY`
-///   (an integer). An empty value (`TIMEOUT=`) restores the default.
+///   (an integer), `JITTER` (a duration: each fire's task is delayed by a fixed pseudo-random amount up to it).
+///   An empty value (`TIMEOUT=`) restores the default.
 /// - Schedule lines: `WHEN NAME [key=value …] ACTION`. WHEN is 5 cron fields, 6 (leading seconds), or an
 ///   `@` macro. NAME is letters, digits, `.`, `_`, `-` (starting with a letter or digit) and is unique across
 ///   all files. Options are the settings in lower case (`tz=`, `queue=`, `retries=`, `attempts=`,
-///   `timeout=`, `missed=`, `overlap=`, `priority=`) and apply to that line only.
+///   `timeout=`, `missed=`, `overlap=`, `priority=`, `jitter=`) and apply to that line only. A jitter must be
+///   at most 1 day and shorter than the shortest gap between two fires of the line's expression.
 /// - ACTION is `exec PROGRAM [ARGS…]`, split like a shell would (single and double quotes, backslash) but
 ///   run without one (write `exec sh -c '…'` for pipes and variables), or `task TASKNAME [JSON]` with a
 ///   JSON payload (default `{}`).
@@ -171,6 +173,42 @@ public enum ScheduleFiles {
         return total
     }
 
+    /// The longest jitter accepted (`jitter=`/`JITTER=`): 1 day, in seconds.
+    public static let maximumJitterSeconds = 86_400
+
+    /// How many consecutive fires ``shortestGap(of:in:)`` measures.
+    public static let gapSampleFires = 1000
+
+    /// The shortest time, in whole seconds, between two consecutive fires of `expression` in `zone`, measured
+    /// over its first ``gapSampleFires`` fires from 2026-01-01T00:00:00Z (a fixed start, so a file's verdict
+    /// does not change with the day it is checked; the sample of a daily or rarer expression spans years and
+    /// their daylight-saving transitions).
+    /// - Returns: the gap, or `nil` when the expression fires fewer than twice in the sample.
+    public static func shortestGap(of expression: CronExpression, in zone: TimeZone) -> Int? {
+        var previous = expression.next(after: Date(timeIntervalSince1970: 1_767_225_600), in: zone)
+        var shortest: Int?
+        for _ in 1..<gapSampleFires {
+            guard let last = previous, let next = expression.next(after: last, in: zone) else { break }
+            let gap = Int(next.timeIntervalSince(last).rounded())
+            shortest = min(shortest ?? gap, gap)
+            if gap <= 1 { break }
+            previous = next
+        }
+        return shortest
+    }
+
+    /// Whole seconds as a duration a schedule file accepts: `90s` → `1m30s`, `3600` → `1h`, `0` → `0s`.
+    public static func durationText(_ seconds: Int) -> String {
+        guard seconds > 0 else { return "0s" }
+        var rest = seconds
+        var text = ""
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] where rest >= size {
+            text += "\(rest / size)\(unit)"
+            rest %= size
+        }
+        return text
+    }
+
     /// Splits a command line into words the way a POSIX shell would, without expanding anything:
     /// whitespace separates words; `'…'` is literal; inside `"…"` a backslash escapes `"`, `\`, `$` and `` ` ``;
     /// elsewhere a backslash escapes the next character.
@@ -236,6 +274,9 @@ private struct Settings {
     var priority: Int?
     var missed = MissedRunPolicy.skip
     var overlap = OverlapPolicy.allow
+    var jitterSeconds: Int?
+    /// The 0-based column of the `jitter=` value on the schedule line, when the option (not the setting) set it.
+    var jitterColumn: Int?
 }
 
 /// Parses lines one by one, carrying the settings down the file.
@@ -384,6 +425,8 @@ private struct LineParser {
             if let message = apply(key: key, value: value, to: &options, setting: false) {
                 optionsValid = false
                 fail(message.isKeyError ? token.start : token.start + key.count + 1, message.text)
+            } else if key == "jitter" {
+                options.jitterColumn = token.start + key.count + 1
             }
             index += 1
         }
@@ -430,16 +473,27 @@ private struct LineParser {
                 + "`task TASKNAME [JSON]`), found \"\(keyword.text)\"")
         }
 
+        if expressionValid, optionsValid, let jitter = options.jitterSeconds,
+           let expression = try? CronExpression(whenText), let zone = TimeZone(identifier: options.timeZone),
+           let gap = ScheduleFiles.shortestGap(of: expression, in: zone), jitter >= gap {
+            let origin = options.jitterColumn == nil ? " (from the JITTER setting above)" : ""
+            fail(options.jitterColumn ?? whenTokens[0].start,
+                 "jitter \(ScheduleFiles.durationText(jitter))\(origin) is not shorter than the shortest gap between two fires of "
+                    + "\"\(whenText)\" (\(ScheduleFiles.durationText(gap))); expected a jitter below \(ScheduleFiles.durationText(gap)), "
+                    + "so that each fire runs before the next one is due")
+        }
+
         guard expressionValid, nameValid, optionsValid, let action, result.errors.isEmpty else { return result }
         result.schedule = ScheduleDefinition(
             name: nameToken.text, expression: whenText, timeZone: options.timeZone, queue: options.queue,
             action: action, maxAttempts: options.maxAttempts, timeoutSeconds: options.timeoutSeconds,
-            priority: options.priority, missed: options.missed, overlap: options.overlap, file: file, line: number)
+            priority: options.priority, missed: options.missed, overlap: options.overlap,
+            jitterSeconds: options.jitterSeconds, file: file, line: number)
         return result
     }
 
-    static let settingNames = "TZ, CRON_TZ, QUEUE, RETRIES, ATTEMPTS, TIMEOUT, MISSED, OVERLAP, PRIORITY"
-    static let optionNames = "tz, queue, retries, attempts, timeout, missed, overlap, priority"
+    static let settingNames = "TZ, CRON_TZ, QUEUE, RETRIES, ATTEMPTS, TIMEOUT, MISSED, OVERLAP, PRIORITY, JITTER"
+    static let optionNames = "tz, queue, retries, attempts, timeout, missed, overlap, priority, jitter"
 
     struct Problem {
         let text: String
@@ -497,6 +551,16 @@ private struct LineParser {
                 return Problem(text: "invalid priority \"\(value)\"; expected an integer", isKeyError: false)
             }
             s.priority = n
+        case "jitter":
+            if reset { s.jitterSeconds = nil; return nil }
+            guard let n = ScheduleFiles.parseDuration(value) else {
+                return Problem(text: "invalid jitter \"\(value)\"; expected a duration such as 90s, 5m or 1h30m", isKeyError: false)
+            }
+            guard n <= ScheduleFiles.maximumJitterSeconds else {
+                return Problem(text: "jitter \"\(value)\" is too long; expected at most \(ScheduleFiles.durationText(ScheduleFiles.maximumJitterSeconds))",
+                               isKeyError: false)
+            }
+            s.jitterSeconds = n
         default:
             return Problem(
                 text: setting

@@ -8,7 +8,7 @@ import Rota
 extension PostgresTaskStore {
     private static let scheduleColumns = """
         name, expression, timezone, task_name, payload, queue, priority, max_attempts, timeout_ms, missed, missed_cap,
-        overlap, source, active, next_fire_at, last_fire_at, created_at, updated_at
+        overlap, source, active, next_fire_at, last_fire_at, created_at, updated_at, jitter_ms
         """
 
     private static func scheduleRecord(_ row: PostgresRandomAccessRow) throws -> ScheduleRecord {
@@ -22,7 +22,8 @@ extension PostgresTaskStore {
             name: try row.string(0), expression: try row.string(1), timeZone: try row.string(2), taskName: try row.string(3),
             payload: try row.string(4), queue: try row.string(5), priority: try row.int(6), maxAttempts: try row.int(7),
             timeout: try row.optionalInt64(8).map { .milliseconds($0) }, missed: missed,
-            overlap: OverlapPolicy(rawValue: try row.string(11)) ?? .allow, source: try row.optionalString(12))
+            overlap: OverlapPolicy(rawValue: try row.string(11)) ?? .allow,
+            jitter: try row.optionalInt64(18).map { .milliseconds($0) }, source: try row.optionalString(12))
         return ScheduleRecord(spec: spec, active: try row.bool(13), nextFireAt: try row.optionalDate(14),
                               lastFireAt: try row.optionalDate(15), createdAt: try row.date(16), updatedAt: try row.date(17))
     }
@@ -55,6 +56,7 @@ extension PostgresTaskStore {
             for spec in specs {
                 let missed = Self.missedColumns(spec.missed)
                 let timeout = spec.timeout?.milliseconds
+                let jitter = spec.jitter?.milliseconds
                 if let old = existing[spec.name] {
                     let timingChanged = old.spec.expression != spec.expression || old.spec.timeZone != spec.timeZone
                     if old.spec != spec || !old.active {
@@ -63,7 +65,7 @@ extension PostgresTaskStore {
                                 task_name = \(spec.taskName), payload = \(spec.payload), queue = \(spec.queue),
                                 priority = \(spec.priority), max_attempts = \(spec.maxAttempts), timeout_ms = \(timeout),
                                 missed = \(missed.name), missed_cap = \(missed.cap), overlap = \(spec.overlap.rawValue),
-                                source = \(spec.source), updated_at = \(nowMs), active = true
+                                source = \(spec.source), jitter_ms = \(jitter), updated_at = \(nowMs), active = true
                             WHERE name = \(spec.name)
                             """, logger)
                         if old.spec != spec { result.changed.append(spec.name) }
@@ -76,10 +78,10 @@ extension PostgresTaskStore {
                 } else {
                     try await connection.run("""
                         INSERT INTO rota_schedules(name, expression, timezone, task_name, payload, queue, priority, max_attempts,
-                            timeout_ms, missed, missed_cap, overlap, source, created_at, updated_at, next_fire_at, active)
+                            timeout_ms, missed, missed_cap, overlap, source, jitter_ms, created_at, updated_at, next_fire_at, active)
                         VALUES (\(spec.name), \(spec.expression), \(spec.timeZone), \(spec.taskName), \(spec.payload),
                                 \(spec.queue), \(spec.priority), \(spec.maxAttempts), \(timeout), \(missed.name), \(missed.cap),
-                                \(spec.overlap.rawValue), \(spec.source), \(nowMs), \(nowMs), \(firstFire(spec)?.unixMillis), true)
+                                \(spec.overlap.rawValue), \(spec.source), \(jitter), \(nowMs), \(nowMs), \(firstFire(spec)?.unixMillis), true)
                         """, logger)
                     result.added.append(spec.name)
                 }
@@ -120,10 +122,11 @@ extension PostgresTaskStore {
                 let spec = schedule.spec
                 for fire in fires {
                     let fireMs = fire.unixMillis
+                    let runMs = spec.runAt(forFire: fire).unixMillis
                     if let id = try await connection.rows("""
                         INSERT INTO rota_tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, schedule, fire_at,
                                                created_at, updated_at)
-                        VALUES (\(spec.taskName), \(spec.queue), \(spec.payload), \(spec.priority), \(fireMs), \(spec.maxAttempts),
+                        VALUES (\(spec.taskName), \(spec.queue), \(spec.payload), \(spec.priority), \(runMs), \(spec.maxAttempts),
                                 \(spec.timeout?.milliseconds), \(spec.name), \(fireMs), \(nowMs), \(nowMs))
                         ON CONFLICT DO NOTHING
                         RETURNING id

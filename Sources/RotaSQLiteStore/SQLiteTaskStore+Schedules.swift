@@ -5,7 +5,7 @@ import RotaSQLite
 extension SQLiteTaskStore {
     private static let scheduleColumns = """
         name, expression, timezone, task_name, payload, queue, priority, max_attempts, timeout_ms, missed, missed_cap,
-        overlap, source, active, next_fire_at, last_fire_at, created_at, updated_at
+        overlap, source, active, next_fire_at, last_fire_at, created_at, updated_at, jitter_ms
         """
 
     private static func scheduleRecord(_ row: Statement) -> ScheduleRecord {
@@ -13,7 +13,8 @@ extension SQLiteTaskStore {
             name: row.string(0), expression: row.string(1), timeZone: row.string(2), taskName: row.string(3),
             payload: row.string(4), queue: row.string(5), priority: row.int(6), maxAttempts: row.int(7),
             timeout: row.optionalInt64(8).map { .milliseconds($0) },
-            missed: Self.missedPolicy(row.string(9), cap: row.int(10)), overlap: OverlapPolicy(rawValue: row.string(11)) ?? .allow, source: row.optionalString(12))
+            missed: Self.missedPolicy(row.string(9), cap: row.int(10)), overlap: OverlapPolicy(rawValue: row.string(11)) ?? .allow,
+            jitter: row.optionalInt64(18).map { .milliseconds($0) }, source: row.optionalString(12))
         return ScheduleRecord(spec: spec, active: row.int64(13) != 0,
                               nextFireAt: row.optionalInt64(14).map { Date(unixMillis: $0) },
                               lastFireAt: row.optionalInt64(15).map { Date(unixMillis: $0) },
@@ -63,7 +64,7 @@ extension SQLiteTaskStore {
                         .text(spec.name), .text(spec.expression), .text(spec.timeZone), .text(spec.taskName), .text(spec.payload),
                         .text(spec.queue), .integer(Int64(spec.priority)), .integer(Int64(spec.maxAttempts)),
                         .int(spec.timeout?.milliseconds), .text(Self.missedColumns(spec.missed).name), .integer(Int64(Self.missedColumns(spec.missed).cap)),
-                        .text(spec.overlap.rawValue), .string(spec.source), .integer(nowMs),
+                        .text(spec.overlap.rawValue), .string(spec.source), .integer(nowMs), .int(spec.jitter?.milliseconds),
                     ]
                     if let old = existing[spec.name] {
                         let timingChanged = old.spec.expression != spec.expression || old.spec.timeZone != spec.timeZone
@@ -71,7 +72,7 @@ extension SQLiteTaskStore {
                             try db.run("""
                                 UPDATE schedules SET expression = ?2, timezone = ?3, task_name = ?4, payload = ?5, queue = ?6,
                                     priority = ?7, max_attempts = ?8, timeout_ms = ?9, missed = ?10, missed_cap = ?11,
-                                    overlap = ?12, source = ?13, updated_at = ?14, active = 1
+                                    overlap = ?12, source = ?13, updated_at = ?14, jitter_ms = ?15, active = 1
                                 WHERE name = ?1
                                 """, values)
                             if old.spec != spec { result.changed.append(spec.name) }
@@ -83,8 +84,8 @@ extension SQLiteTaskStore {
                     } else {
                         try db.run("""
                             INSERT INTO schedules(name, expression, timezone, task_name, payload, queue, priority, max_attempts,
-                                timeout_ms, missed, missed_cap, overlap, source, created_at, updated_at, next_fire_at, active)
-                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, 1)
+                                timeout_ms, missed, missed_cap, overlap, source, created_at, updated_at, jitter_ms, next_fire_at, active)
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16, 1)
                             """, values + [.int(firstFire(spec)?.unixMillis)])
                         result.added.append(spec.name)
                     }
@@ -101,7 +102,8 @@ extension SQLiteTaskStore {
 
     /// Fires every active schedule whose next fire is at or before `now`, in one transaction: enqueues a
     /// task per planned instant (unique per schedule and instant, so no instant ever fires twice, across
-    /// restarts, clock jumps and several schedulers) and advances the schedule.
+    /// restarts, clock jumps and several schedulers), due at the instant plus the schedule's jitter delay
+    /// (``ScheduleSpec/runAt(forFire:)``), and advances the schedule.
     ///
     /// - Parameters:
     ///   - now: the current instant.
@@ -130,12 +132,13 @@ extension SQLiteTaskStore {
                         try db.run("""
                             INSERT INTO tasks(name, queue, payload, priority, run_at, max_attempts, timeout_ms, schedule, fire_at,
                                               created_at, updated_at)
-                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?5, ?9, ?9)
+                            VALUES (?1, ?2, ?3, ?4, ?10, ?6, ?7, ?8, ?5, ?9, ?9)
                             ON CONFLICT DO NOTHING
                             """, [.text(schedule.spec.taskName), .text(schedule.spec.queue), .text(schedule.spec.payload),
                                   .integer(Int64(schedule.spec.priority)), .integer(fire.unixMillis),
                                   .integer(Int64(schedule.spec.maxAttempts)), .int(schedule.spec.timeout?.milliseconds),
-                                  .text(schedule.spec.name), .integer(nowMs)])
+                                  .text(schedule.spec.name), .integer(nowMs),
+                                  .integer(schedule.spec.runAt(forFire: fire).unixMillis)])
                         if db.changes == 1 {
                             results.append(EnqueueResult(id: db.lastInsertRowID, inserted: true))
                             fired.add(queue: schedule.spec.queue, name: schedule.spec.taskName)

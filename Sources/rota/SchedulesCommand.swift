@@ -42,9 +42,13 @@ struct SchedulesListCommand: AsyncParsableCommand {
             --json prints an array of objects with the fields name, expression,
             explanation, timezone, task, payload, queue, priority, max_attempts,
             timeout_seconds, missed, overlap, source, active, stored, next_fire_at,
-            last_fire_at (instants in UTC ISO-8601, null when none). The explanation
-            is the expression in words, with its zone (as `rota next --explain`); the
-            table's EXPLANATION column leaves the zone to the ZONE column.
+            last_fire_at, jitter_seconds, next_delay_ms, next_run_at (instants in UTC
+            ISO-8601, null when none). A schedule with jitter= delays each fire's
+            task by a fixed amount up to its jitter: NEXT FIRE shows that delay
+            (+37s), next_run_at when the task runs (next_fire_at + next_delay_ms).
+            The explanation is the expression in words, with its zone (as
+            `rota next --explain`); the table's EXPLANATION column leaves the zone
+            to the ZONE column.
 
             Examples:
               rota schedules --db /var/lib/rota/rota.db
@@ -98,7 +102,7 @@ struct SchedulesListCommand: AsyncParsableCommand {
         }
         let header = ["NAME", "ZONE", "NEXT FIRE", "LAST FIRE", "EXPRESSION", "EXPLANATION", "ACTIVE", "RUNS"]
         let table = rows.map { row in
-            [row.spec.name, row.spec.timeZone, row.next.map(CronCLITime.utc) ?? "-", row.last.map(CronCLITime.utc) ?? "-",
+            [row.spec.name, row.spec.timeZone, row.nextText, row.last.map(CronCLITime.utc) ?? "-",
              row.spec.expression, row.explanation(withZone: false), row.stored ? (row.active ? "yes" : "no") : "new", row.runs]
         }
         print(cronCLITable([header] + table), terminator: "")
@@ -167,6 +171,30 @@ struct CronCLIScheduleRow {
     var next: Date?
     var last: Date?
 
+    /// The delay of the next fire's task (its jitter), in milliseconds; nil without a next fire or a jitter.
+    var nextDelayMillis: Int64? {
+        guard let next, spec.jitter != nil else { return nil }
+        return spec.delayMillis(forFire: next)
+    }
+
+    /// The NEXT FIRE cell: the instant, and with a jitter its delay (`2026-12-02T10:00:00Z +37.412s`).
+    var nextText: String {
+        guard let next else { return "-" }
+        guard let delay = nextDelayMillis else { return CronCLITime.utc(next) }
+        return CronCLITime.utc(next) + " +" + Self.delayText(delay)
+    }
+
+    /// A delay in milliseconds as `37s`, `37.412s`, `4m05s`, `1h02m03.5s`.
+    static func delayText(_ millis: Int64) -> String {
+        let seconds = millis / 1000
+        var fraction = millis % 1000 == 0 ? "" : "." + TimeText.pad(millis % 1000, 3)
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60)
+        if h > 0 { return "\(h)h" + TimeText.pad(m, 2) + "m" + TimeText.pad(s, 2) + fraction + "s" }
+        if m > 0 { return "\(m)m" + TimeText.pad(s, 2) + fraction + "s" }
+        return "\(s)" + fraction + "s"
+    }
+
     /// The expression in words (``CronExpression/explanation(timeZone:)``), with its zone for JSON (the table
     /// has a column for it); empty for an expression this binary cannot parse (a database of another version).
     func explanation(withZone: Bool) -> String {
@@ -209,6 +237,9 @@ struct CronCLIScheduleRow {
             ("stored", .bool(stored)),
             ("next_fire_at", next.map { .string(CronCLITime.utc($0)) } ?? .null),
             ("last_fire_at", last.map { .string(CronCLITime.utc($0)) } ?? .null),
+            ("jitter_seconds", spec.jitter.map { .int(Int($0.components.seconds)) } ?? .null),
+            ("next_delay_ms", next.map { _ in .int(Int(nextDelayMillis ?? 0)) } ?? .null),
+            ("next_run_at", next.map { .string(TimeText.iso(spec.runAt(forFire: $0))) } ?? .null),
         ])
     }
 }

@@ -143,7 +143,12 @@ import Rota
         #expect(Set(minute.keys) == [
             "name", "expression", "explanation", "timezone", "task", "payload", "queue", "priority", "max_attempts", "timeout_seconds",
             "missed", "overlap", "source", "active", "stored", "next_fire_at", "last_fire_at",
+            "jitter_seconds", "next_delay_ms", "next_run_at",
         ])
+        #expect(minute["jitter_seconds"] is NSNull)
+        #expect(minute["next_delay_ms"] as? Int == 0)
+        #expect(minute["next_run_at"] as? String == "2027-01-15T08:02:00.000Z")
+        #expect(going["next_delay_ms"] is NSNull && going["next_run_at"] is NSNull)
     }
 
     @Test func theTableShowsZoneNextAndLastFire() async throws {
@@ -161,6 +166,50 @@ import Rota
         #expect(run.lines[1].contains("* * * * *   every minute  "), "\(run)")
         #expect(run.lines[2].contains("at 09:00 every day  "), "\(run)")
         #expect(run.lines[3].hasPrefix("going") && run.lines[3].contains(" no "))
+    }
+
+    /// `jitter=`: the table shows the next fire with its delay, JSON the jitter, the delay and the run instant.
+    /// The delay of fleet-report's fire at 2027-01-15T09:00:00Z under a 5m jitter is 219947 ms (computed in
+    /// Python from the FNV-1a/fmix64 definition, as FireJitterTests pins others).
+    @Test func aJitteredScheduleShowsItsNextFireWithItsDelay() async throws {
+        try write("a.cron", """
+            0 9 * * *   fleet-report   jitter=5m  exec true
+            0 9 * * *   on-time                   exec true
+            """)
+        let store = try SQLiteTaskStore(path: database, configuration: .init(durability: .normal))
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000) // 2027-01-15T08:00:00Z
+        guard case .synced = try await store.loadSchedules(directory: schedules, now: t0) else {
+            throw CronCLITestFailure("the jittered schedules did not load")
+        }
+        let run = try CronCLIRun(["schedules", "--db", database])
+        #expect(run.status == 0, "\(run)")
+        let line = try #require(run.lines.first { $0.hasPrefix("fleet-report") }, "\(run)")
+        #expect(line.contains("2027-01-15T09:00:00Z +3m39.947s  -  "), "\(run)")
+        let plain = try #require(run.lines.first { $0.hasPrefix("on-time") }, "\(run)")
+        #expect(plain.contains("2027-01-15T09:00:00Z  "), "\(run)")
+        #expect(!plain.contains("+"), "\(run)")
+
+        let json = try objects(try CronCLIRun(["schedules", "--db", database, "--json"]))
+        let fleet = try #require(json.first { $0["name"] as? String == "fleet-report" })
+        #expect(fleet["jitter_seconds"] as? Int == 300)
+        #expect(fleet["next_fire_at"] as? String == "2027-01-15T09:00:00Z")
+        #expect(fleet["next_delay_ms"] as? Int == 219_947)
+        #expect(fleet["next_run_at"] as? String == "2027-01-15T09:03:39.947Z")
+        // The task it fires runs then: fire_at stays the cron instant.
+        let fired = try await store.fireDueSchedules(now: Date(timeIntervalSince1970: 1_800_003_601), grace: 5)
+        #expect(fired.filter(\.inserted).count == 2)
+        let task = try #require(try await store.list(TaskFilter(schedule: "fleet-report", limit: 10)).first)
+        #expect(task.fireAt == Date(timeIntervalSince1970: 1_800_003_600))
+        #expect(task.runAt == Date(unixMillis: 1_800_003_819_947))
+
+        // From the files, before any database: the same delay (it is derived, not stored).
+        let files = try objects(try CronCLIRun(["schedules", "--schedules", schedules, "--db", directory + "/none.db", "--json"]))
+        let fromFiles = try #require(files.first { $0["name"] as? String == "fleet-report" })
+        #expect(fromFiles["jitter_seconds"] as? Int == 300)
+        if let next = (fromFiles["next_fire_at"] as? String).flatMap(cronCLIParseUTC) {
+            #expect(fromFiles["next_delay_ms"] as? Int == Int(FireJitter.delayMillis(
+                schedule: "fleet-report", fireAt: next.unixMillis, jitterMillis: 300_000)))
+        }
     }
 
     @Test func listingAMissingDatabaseFailsAndDoesNotCreateIt() throws {

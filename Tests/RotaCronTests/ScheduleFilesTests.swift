@@ -134,7 +134,7 @@ import Testing
         #expect(try #require(byLine[11]?.first).message.contains("invalid timeout \"5x\""))
         #expect(try #require(byLine[12]?.first).message.contains("unknown time zone \"Nowhere/Land\""))
         let mail = try #require(byLine[13]?.first)
-        #expect(mail.description == "ops.cron:13:1: unknown setting \"MAILTO\"; expected one of TZ, CRON_TZ, QUEUE, RETRIES, ATTEMPTS, TIMEOUT, MISSED, OVERLAP, PRIORITY")
+        #expect(mail.description == "ops.cron:13:1: unknown setting \"MAILTO\"; expected one of TZ, CRON_TZ, QUEUE, RETRIES, ATTEMPTS, TIMEOUT, MISSED, OVERLAP, PRIORITY, JITTER")
         #expect(try #require(byLine[14]?.first).message.contains("found 5 words"))
         #expect(try #require(byLine[14]?.first).column == 1)
         let duplicate = try #require(byLine[15]?.first)

@@ -181,6 +181,61 @@ struct ScheduleConformanceTests {
     }
 
     @Test(arguments: StoreKind.all)
+    func aJitteredFireRunsAtItsInstantPlusTheDerivedDelayAndStillFiresOnce(_ kind: StoreKind) async throws {
+        let f = try kind.fixture()
+        let other = try f.openAnother()
+        var jittered = spec("spread")
+        jittered.jitter = .seconds(50)
+        try await sync(f.store, [jittered])
+        // Two schedulers at the same instants, and each asked twice (a restart): one task per instant.
+        var inserted: [EnqueueResult] = []
+        for minute in 1...5 {
+            let now = at(Double(minute * 60) + 1)
+            for store in [f.store, other, f.store] {
+                inserted += try await fire(store, at: now).filter(\.inserted)
+            }
+        }
+        #expect(inserted.count == 5)
+        let tasks = try await fired(f.store, schedule: "spread")
+        #expect(tasks.map(\.fireAt) == (1...5).map { at(Double($0 * 60)) })
+        for task in tasks {
+            let fireAt = try #require(task.fireAt)
+            let delay = FireJitter.delayMillis(schedule: "spread", fireAt: fireAt.unixMillis, jitterMillis: 50_000)
+            #expect(task.runAt == Date(unixMillis: fireAt.unixMillis + delay), "\(task)")
+            #expect(delay >= 0 && delay <= 50_000)
+        }
+        #expect(Set(tasks.map { $0.runAt.unixMillis - $0.fireAt!.unixMillis }).count > 1)  // not one fixed delay
+        // It runs at its run_at, not at its fire instant.
+        let first = try #require(tasks.first)
+        if first.runAt > at(60) {
+            #expect(try await f.store.claimDue("default", now: at(60)).isEmpty)
+        }
+        #expect(try await f.store.claimDue("default", now: first.runAt).map(\.id).contains(first.id))
+    }
+
+    @Test(arguments: StoreKind.all)
+    func aChangedJitterIsAChangedScheduleThatKeepsItsNextFire(_ kind: StoreKind) async throws {
+        let f = try kind.fixture()
+        var jittered = spec("spread")
+        jittered.jitter = .seconds(30)
+        try await sync(f.store, [jittered])
+        #expect(try await f.store.schedules().first?.spec.jitter == .seconds(30))
+        jittered.jitter = .milliseconds(45_500)
+        var result = try await sync(f.store, [jittered], now: at(10))
+        #expect(result.changed == ["spread"])
+        var record = try #require(try await f.store.schedules().first)
+        #expect(record.spec == jittered)
+        #expect(record.nextFireAt == at(60))
+        jittered.jitter = nil
+        result = try await sync(f.store, [jittered], now: at(20))
+        #expect(result.changed == ["spread"])
+        record = try #require(try await f.store.schedules().first)
+        #expect(record.spec.jitter == nil)
+        result = try await sync(f.store, [jittered], now: at(30))
+        #expect(result.changed.isEmpty)
+    }
+
+    @Test(arguments: StoreKind.all)
     func aFireAdvancesTheNextFireAndRecordsTheLast(_ kind: StoreKind) async throws {
         let f = try kind.fixture()
         try await sync(f.store, [spec()])
