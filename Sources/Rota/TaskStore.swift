@@ -294,3 +294,40 @@ public protocol LeaderElecting: TaskStore {
 /// turn runs, instead of inside that turn's transaction: the turn's critical path is the claim alone. Each
 /// group is still one transaction, fenced by its leases, and acknowledged only once it committed.
 public protocol ConcurrentWriting: TaskStore {}
+
+/// A maintained count (per queue, task name and state: what `rota stats` reads) that disagrees with the tasks
+/// themselves, as a store's check for `rota check` finds it.
+public struct CountMismatch: Sendable, Equatable {
+    /// The queue, task name and state counted.
+    public var queue: String, name: String, state: String
+    /// What the store's count says, and how many tasks there are.
+    public var counted: Int, actual: Int
+
+    /// Creates a mismatch.
+    public init(queue: String, name: String, state: String, counted: Int, actual: Int) {
+        self.queue = queue
+        self.name = name
+        self.state = state
+        self.counted = counted
+        self.actual = actual
+    }
+}
+
+/// A batch's `total` or `finished` that disagrees with its items in the tasks table, as a store's check for
+/// `rota check` finds it.
+public struct BatchCountMismatch: Sendable, Equatable {
+    /// The batch's name.
+    public var batch: String
+    /// `total` or `finished`.
+    public var field: String
+    /// What the batch's row says, and what its items say.
+    public var counted: Int, actual: Int
+
+    /// Creates a mismatch.
+    public init(batch: String, field: String, counted: Int, actual: Int) {
+        self.batch = batch
+        self.field = field
+        self.counted = counted
+        self.actual = actual
+    }
+}

@@ -6,42 +6,6 @@ import Rota
 // MARK: Checks for `rota check`: the schema's status, and counts that disagree with the tasks
 
 extension PostgresTaskStore {
-    /// A row of `rota_task_counts` that disagrees with the tasks table (see ``countMismatches()``).
-    public struct CountMismatch: Sendable, Equatable {
-        /// The queue, task name and state counted.
-        public var queue: String, name: String, state: String
-        /// What `rota_task_counts` says, and how many tasks there are.
-        public var counted: Int, actual: Int
-
-        /// Creates a mismatch.
-        public init(queue: String, name: String, state: String, counted: Int, actual: Int) {
-            self.queue = queue
-            self.name = name
-            self.state = state
-            self.counted = counted
-            self.actual = actual
-        }
-    }
-
-    /// A batch's `total` or `finished` that disagrees with its items in the tasks table (see
-    /// ``batchCountMismatches()``).
-    public struct BatchCountMismatch: Sendable, Equatable {
-        /// The batch's name.
-        public var batch: String
-        /// `total` or `finished`.
-        public var field: String
-        /// What `rota_batches` says, and what its items say.
-        public var counted: Int, actual: Int
-
-        /// Creates a mismatch.
-        public init(batch: String, field: String, counted: Int, actual: Int) {
-            self.batch = batch
-            self.field = field
-            self.counted = counted
-            self.actual = actual
-        }
-    }
-
     /// Opens one connection to the server, directly (outside the store's pool), and closes it: a server that
     /// cannot be reached, a login it refuses or a database it lacks is reported at once, with the server's
     /// reason. (The pool keeps retrying a connection that fails, and fails the calls waiting for one only when

@@ -99,24 +99,6 @@ extension SQLiteTaskStore {
     }
 }
 
-/// A row of `task_counts` that disagrees with the tasks table (see ``SQLiteTaskStore/countMismatches()``).
-public struct CountMismatch: Sendable, Equatable {
-    /// The queue, task name and state counted.
-    public var queue: String, name: String, state: String
-    /// What `task_counts` says, and how many tasks there are.
-    public var counted: Int, actual: Int
-}
-
-/// A batch's `total` or `finished` that disagrees with its items in the tasks table (see ``SQLiteTaskStore/batchCountMismatches()``).
-public struct BatchCountMismatch: Sendable, Equatable {
-    /// The batch's name.
-    public var batch: String
-    /// `total` or `finished`.
-    public var field: String
-    /// What the batches table says, and what its items say.
-    public var counted: Int, actual: Int
-}
-
 extension SQLiteTaskStore {
     /// The batches whose `total` or `finished` disagrees with their items (empty when all agree). Scans the
     /// batch items: for `rota check`. They go wrong only when the file is edited by hand (see

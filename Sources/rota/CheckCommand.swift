@@ -81,14 +81,7 @@ struct CheckCommand: AsyncParsableCommand {
                 ("integrity", .array(integrity.map { .string($0) })),
                 ("schema_version", .int(version.applied)),
                 ("known_schema_version", .int(version.known)),
-                ("count_mismatches", .array(mismatches.map {
-                    .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
-                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
-                })),
-                ("batch_count_mismatches", .array(batchMismatches.map {
-                    .object([("batch", .string($0.batch)), ("field", .string($0.field)),
-                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
-                })),
+            ] + Self.countsJSON(mismatches, batchMismatches) + [
                 ("file_size_bytes", .int(size)),
                 ("wal_size_bytes", .int(wal)),
                 ("warnings", .array(warnings.map { .string($0) })),
@@ -99,11 +92,7 @@ struct CheckCommand: AsyncParsableCommand {
                 : terminal.paint("FAILED", code: "31;1") + "\n" + integrity.map { "    " + $0 }.joined(separator: "\n")
             let schema = version.applied == version.known ? "\(version.applied) (current)"
                 : "\(version.applied), this binary knows \(version.known): run rota migrate"
-            let lines = mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
-                + batchMismatches.map { "    batch \($0.batch) \($0.field): counted \($0.counted), actual \($0.actual)" }
-            let countsText = lines.isEmpty ? terminal.paint("ok", code: "32")
-                : terminal.paint("\(lines.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
-                    + lines.joined(separator: "\n")
+            let countsText = Self.countsText(mismatches, batchMismatches, terminal)
             writeLines([
                 "database   \(global.db)",
                 "integrity  \(integrityText)",
@@ -130,8 +119,8 @@ struct CheckCommand: AsyncParsableCommand {
         let store = try await global.openPostgres(.readOnly, checkSchema: false)
         let configuration = store.configuration
         let status: PostgresSchemaStatus
-        let mismatches: [PostgresTaskStore.CountMismatch]
-        let batchMismatches: [PostgresTaskStore.BatchCountMismatch]
+        let mismatches: [CountMismatch]
+        let batchMismatches: [BatchCountMismatch]
         do {
             status = try await store.schemaStatus()
             let current = status.pending.isEmpty
@@ -152,14 +141,7 @@ struct CheckCommand: AsyncParsableCommand {
                 ("schema_version", .int(status.applied)),
                 ("known_schema_version", .int(status.known)),
                 ("pending_migrations", .array(status.pending.map { .int($0) })),
-                ("count_mismatches", .array(mismatches.map {
-                    .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
-                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
-                })),
-                ("batch_count_mismatches", .array(batchMismatches.map {
-                    .object([("batch", .string($0.batch)), ("field", .string($0.field)),
-                             ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
-                })),
+            ] + Self.countsJSON(mismatches, batchMismatches) + [
                 ("warnings", .array(warnings.map { .string($0) })),
             ]))
         } else {
@@ -167,12 +149,8 @@ struct CheckCommand: AsyncParsableCommand {
             let pending = status.pending.map(String.init).joined(separator: ", ")
             let schema = current ? "\(status.applied) (current)"
                 : "\(status.applied), this binary knows \(status.known) (pending: \(pending)): run rota migrate"
-            let lines = mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
-                + batchMismatches.map { "    batch \($0.batch) \($0.field): counted \($0.counted), actual \($0.actual)" }
             let countsText = !current ? terminal.paint("not checked", code: "33") + " (the schema is not current)"
-                : lines.isEmpty ? terminal.paint("ok", code: "32")
-                : terminal.paint("\(lines.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
-                    + lines.joined(separator: "\n")
+                : Self.countsText(mismatches, batchMismatches, terminal)
             writeLines([
                 "database   \(global.displayName)",
                 "           \(configuration.displayName)",
@@ -182,6 +160,29 @@ struct CheckCommand: AsyncParsableCommand {
         }
         printWarnings(warnings)
         if !ok { throw ExitCode(ExitCodes.failure) }
+    }
+
+    /// The counts' fields of `rota check --json`, the same on every store.
+    static func countsJSON(_ mismatches: [CountMismatch], _ batchMismatches: [BatchCountMismatch]) -> [(String, JSON)] {
+        [
+            ("count_mismatches", .array(mismatches.map {
+                .object([("queue", .string($0.queue)), ("name", .string($0.name)), ("state", .string($0.state)),
+                         ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+            })),
+            ("batch_count_mismatches", .array(batchMismatches.map {
+                .object([("batch", .string($0.batch)), ("field", .string($0.field)),
+                         ("counted", .int(Int64($0.counted))), ("actual", .int(Int64($0.actual)))])
+            })),
+        ]
+    }
+
+    /// The `counts` line of `rota check`'s report: ok, or how many are wrong and each of them.
+    static func countsText(_ mismatches: [CountMismatch], _ batchMismatches: [BatchCountMismatch], _ terminal: Terminal) -> String {
+        let lines = mismatches.map { "    \($0.queue) \($0.name) \($0.state): counted \($0.counted), actual \($0.actual)" }
+            + batchMismatches.map { "    batch \($0.batch) \($0.field): counted \($0.counted), actual \($0.actual)" }
+        return lines.isEmpty ? terminal.paint("ok", code: "32")
+            : terminal.paint("\(lines.count) wrong", code: "31;1") + " (rota check --recount rebuilds them)\n"
+                + lines.joined(separator: "\n")
     }
 
     static func bytes(_ count: Int64) -> String {
