@@ -183,6 +183,10 @@ def value(label, v, limit=None, lower_is_better=True, unit=""):
         good = v < limit if lower_is_better else v >= limit
         verdict = "ok" if good else f"MISSES {limit:g}{unit}"
     rows.append((label, f"{v:,.2f}{unit}", "", verdict))
+def backlog_ratio(label, br):
+    """The claim rate behind a backlog against an empty queue: at least 0.8."""
+    if br is None: rows.append(("backlog_claim_ratio", "n/a", "", ""))
+    else: rows.append((label, f"{br:.2f}", "", "ok" if br >= 0.8 else "MISSES 0.8"))
 def flush():
     print("\n".join(f"  {a:<56} {b:>24} {c:>6}  {e}" for a, b, c, e in rows))
     rows.clear()
@@ -212,9 +216,7 @@ if sqlite:
     value("cli_dispatch_p99_ms", ro.get('cli_dispatch_p99_ms'), 50, unit=" ms")
     value("huey latency p50_ms (peer, across processes)", hl.get('p50_ms'))
     value("huey latency p99_ms (peer, across processes)", hl.get('p99_ms'))
-    br = ro.get('backlog_claim_ratio')
-    if br is None: rows.append(("backlog_claim_ratio", "n/a", "", ""))
-    else: rows.append(("backlog_claim_ratio (1M backlog / empty)", f"{br:.2f}", "", "ok" if br >= 0.8 else "MISSES 0.8"))
+    backlog_ratio("backlog_claim_ratio (1M backlog / empty)", ro.get('backlog_claim_ratio'))
     value("peak_rss_mib (scheduler on the backlog)", ro.get('peak_rss_mib'), 100, unit=" MiB")
     flush()
 if postgres:
@@ -238,9 +240,7 @@ if postgres:
     value("cli_dispatch_p50_ms (other process, NOTIFY)", rp.get('cli_dispatch_p50_ms'))
     value("cli_dispatch_p99_ms (other process, NOTIFY)", rp.get('cli_dispatch_p99_ms'), 20, unit=" ms")
     value("idle_cpu_pct (idle scheduler process, % of a core)", rp.get('idle_cpu_pct'))
-    br = rp.get('backlog_claim_ratio')
-    if br is None: rows.append(("backlog_claim_ratio", "n/a", "", ""))
-    else: rows.append(("backlog_claim_ratio (backlog / empty)", f"{br:.2f}", "", "ok" if br >= 0.8 else "MISSES 0.8"))
+    backlog_ratio("backlog_claim_ratio (backlog / empty)", rp.get('backlog_claim_ratio'))
     value("peak_rss_mib (scheduler on the backlog)", rp.get('peak_rss_mib'), 100, unit=" MiB")
     flush()
 PY
