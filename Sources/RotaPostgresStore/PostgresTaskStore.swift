@@ -207,7 +207,7 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         let specs = specs.specs
         if specs.isEmpty { return [] }
         let now = Self.now()
-        if specs.count <= 5_000, specs.allSatisfy({ $0.uniqueKey == nil && $0.batchID == nil && $0.schedule == nil }) {
+        if specs.count <= Self.plainInsertLimit, specs.allSatisfy(Self.isPlain) {
             return try await enqueuePlain(specs, now: now)
         }
         let (results, unnotified) = try await write { [logger, notifyGate] connection in
@@ -243,6 +243,13 @@ public final class PostgresTaskStore: TaskStore, Sendable {
         // Identity values are drawn in the order rows are inserted (ORDER BY n), so they sort as the specs.
         return ids.sorted().map { EnqueueResult(id: $0, inserted: true) }
     }
+
+    /// A task with nothing unique about it (no unique key, batch item or cron instant): it is inserted,
+    /// never found already there, so many go in one multi-row INSERT.
+    static func isPlain(_ spec: TaskSpec) -> Bool { spec.uniqueKey == nil && spec.batchID == nil && spec.schedule == nil }
+
+    /// The most plain tasks one multi-row INSERT takes.
+    static let plainInsertLimit = 5_000
 
     /// The multi-row INSERT of plain tasks ($1–$9, see ``plainInsertBinds(_:now:)``), returning their ids.
     static let plainInsertSQL = """
@@ -306,9 +313,9 @@ public final class PostgresTaskStore: TaskStore, Sendable {
             }
         }
         for (index, spec) in specs.enumerated() {
-            if spec.uniqueKey == nil && spec.batchID == nil && spec.schedule == nil {
+            if isPlain(spec) {
                 plain.append(index)
-                if plain.count >= 5_000 { try await insertPlain() }
+                if plain.count >= plainInsertLimit { try await insertPlain() }
                 continue
             }
             try await insertPlain()
